@@ -37,7 +37,9 @@ from stream.errors import IStringsError
 log = logging.getLogger("istrings")
 
 # Modules with a ``register(app, groups)`` function; only commands that really work are listed.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "stream.commands.convert",
+)
 
 CONFIG_ENV = "ISTRINGS_CONFIG"
 DEFAULT_CONFIG = Path("istrings.toml")

@@ -296,10 +296,12 @@ LAYOUT_SIZES: dict[Layout, int] = {
     Layout.CANONICAL18: 18,
     Layout.MEDIAPIPE33: 33,
     Layout.SMPL29: 29,
-    Layout.CMU31: 31,
-    Layout.SALSA43: 43,
+    # BVH layouts carry their joints followed by their end sites (the salsa toe tip, the CMU
+    # head top exist only as end sites): CMU 31 joints + 7 end sites, salsa 43 + 14.
+    Layout.CMU31: 38,
+    Layout.SALSA43: 57,
 }
-"""Number of source joints ``L`` of every layout (static: the wire protocol checks it)."""
+"""Number of source points ``L`` of every layout (static: the wire protocol checks it)."""
 
 
 def num_landmarks(layout: Layout | str | int) -> int:
