@@ -39,6 +39,7 @@ log = logging.getLogger("istrings")
 # Modules with a ``register(app, groups)`` function; only commands that really work are listed.
 COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.convert",
+    "stream.commands.recording",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"
