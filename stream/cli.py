@@ -40,6 +40,7 @@ log = logging.getLogger("istrings")
 COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.convert",
     "stream.commands.recording",
+    "stream.commands.synthetic",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"
