@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.convert",
     "stream.commands.recording",
     "stream.commands.synthetic",
+    "inference.commands_clean",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"

@@ -23,8 +23,9 @@ Input kinds, recognised by content (the first bytes), not by name:
   turned into y up, camera looking along −z by negating y and z (a rotation of 180° about x,
   so left stays left), default 30 fps.
 
-Raw capture recordings will become clips through the offline cleaning once it exists; they are
-not an input of this converter.
+Raw capture recordings (``.isrec``) are not read here: they become clips through the paper's
+offline cleaning in ``inference.cleaning``, which ``istrings convert REC.isrec`` runs (the
+command line dispatches them; this module recognises them with :func:`is_recording`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,16 @@ class ConvertOptions:
             raise ConvertError(f"--duration-s must be positive, got {self.duration_s}")
 
 
+def is_recording(path: Path) -> bool:
+    """Whether ``path`` is a raw capture recording (by its magic, or its ``.isrec`` suffix)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(RECORDING_MAGIC))
+    except OSError:
+        return False
+    return head == RECORDING_MAGIC or path.suffix == RECORDING_SUFFIX
+
+
 def detect_input_kind(path: Path) -> InputKind:
     """Recognise an input by its first bytes.
 
@@ -145,8 +156,8 @@ def detect_input_kind(path: Path) -> InputKind:
         return InputKind.BVH
     if head.startswith(RECORDING_MAGIC) or path.suffix == RECORDING_SUFFIX:
         raise ConvertError(
-            f"{path} is a raw capture recording; recordings become clips through the offline "
-            "cleaning, which `istrings convert` does not run yet"
+            f"{path} is a raw capture recording; give it alone to `istrings convert` (or `istrings clean`), "
+            "which runs it through the offline cleaning"
         )
     raise ConvertError(
         f"{path} is neither a BVH file (text starting with HIERARCHY) nor a SMPL-29 duet .npy array; "

@@ -19,7 +19,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
             list[Path],
             typer.Argument(
                 help="Two BVH files of one take (dancer 0 first, e.g. 60_01_scaled.bvh 61_01_scaled.bvh), "
-                "or one SMPL-29 duet .npy of shape (2F, 29, 3).",
+                "one SMPL-29 duet .npy of shape (2F, 29, 3), or one raw capture recording (.isrec).",
                 show_default=False,
             ),
         ],
@@ -44,8 +44,21 @@ def register(app: typer.Typer, groups: Groups) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from stream.convert import ConvertOptions, convert, pelvis_distance
+        from stream.convert import ConvertOptions, convert, is_recording, pelvis_distance
 
+        if len(inputs) == 1 and is_recording(inputs[0]):
+            # Raw capture sessions go through the paper's offline cleaning (inference.cleaning).
+            from inference.cleaning import CleanerConfig
+            from inference.commands_clean import clean_recording
+
+            clips, summary = clean_recording(inputs[0], "offline", CleanerConfig(), fps=fps)
+            rec_clip = clips["offline"]
+            rec_path = rec_clip.save(output)
+            typer.echo(
+                f"{rec_path}: {rec_clip.num_frames} frames at {rec_clip.fps:g} fps ({rec_clip.duration_s:.2f} s), "
+                f"cleaned offline (swaps corrected: {summary['offline'].get('swaps_corrected', 0)})"
+            )
+            return
         options = ConvertOptions(fps=fps, scale=scale, start_s=start_s, duration_s=duration_s, repair=repair)
         console = Console(stderr=True)
         with Progress(
