@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.convert",
     "stream.commands.recording",
     "stream.commands.synthetic",
+    "stream.commands.capture",
     "inference.commands_clean",
 )
 
