@@ -314,3 +314,18 @@ def test_cli_converts_a_raw_recording_through_the_offline_cleaning(tmp_path: Pat
     assert clip.provenance["cleaning"] == "offline (paper)"
     # identities held through the flipping order: dancer 0 stays on the left (x < 0)
     assert (clip.joints[:, 0, :, 0].mean(axis=1) < clip.joints[:, 1, :, 0].mean(axis=1)).all()
+
+
+@needs_data
+@pytest.mark.slow
+def test_bench_convert_reports_every_shared_pair(tmp_path: Path) -> None:
+    import json
+
+    res = _istrings("bench", "convert", "--data", DATA, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    takes = json.loads(res.stdout)["takes"]
+    assert len(takes) == 8
+    for name, t in takes.items():
+        assert t["limb_bone_std_mm_max"] < 1.0, name  # rigid BVH limbs
+        if name.startswith("salsa"):
+            assert 0.65 <= t["pelvis_distance_m"]["median"] <= 0.85, name
