@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.synthetic",
     "stream.commands.capture",
     "inference.commands_clean",
+    "inference.commands",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"
