@@ -40,10 +40,15 @@ log = logging.getLogger("istrings")
 COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.convert",
     "stream.commands.recording",
-    "stream.commands.synthetic",
     "stream.commands.capture",
+    "training.commands",
+    "training.duet_commands",
+    "exporters.commands",
     "inference.commands_clean",
     "inference.commands",
+    "stream.commands.synthetic",
+    "training.stga_commands",
+    "training.mkff_commands",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"

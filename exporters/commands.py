@@ -1,0 +1,98 @@
+"""``istrings export``: checkpoints → validated ONNX models with metadata and model cards.
+
+Only the model kinds whose training code exists are offered (see :mod:`exporters.registry`);
+torch and the training stack are imported inside the command body, never at start-up.
+
+The module has no ``from __future__ import annotations``: typer evaluates the command's
+annotations, and the kind choices are an enum built when the command is registered.
+"""
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from exporters.registry import available_kinds
+from stream.cli import Groups
+
+if TYPE_CHECKING:
+    from exporters.validate import ValidationReport
+
+ALL = "all"
+
+
+def _table(reports: "list[tuple[str, ValidationReport]]") -> None:
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from exporters.validate import format_sizes
+
+    table = Table(title="ONNX export validation (ONNX Runtime vs torch)")
+    for col in ("model", "sizes", "output", "shape", "max |onnx - torch|", "tolerance", "result"):
+        table.add_column(col, justify="right" if col.startswith("max") else "left")
+    for kind, report in reports:
+        for c in report.checks:
+            diff = "n/a" if math.isnan(c.max_abs_diff) else f"{c.max_abs_diff:.2e}"
+            table.add_row(kind, format_sizes(c.sizes), c.output, str(c.shape), diff,
+                          f"atol {report.atol:g} + rtol {report.rtol:g}", "ok" if c.ok else "FAIL")
+    Console().print(table)
+    for kind, report in reports:
+        for f in report.failures:
+            Console(stderr=True).print(f"[red]{kind}: {f}[/red]")
+
+
+def register(app: typer.Typer, groups: Groups) -> None:
+    """Add ``istrings export`` when at least one model kind can be exported."""
+    kinds = available_kinds()
+    if not kinds:
+        return
+    Kind = enum.Enum("Kind", {k: k for k in (*kinds, ALL)}, type=str)  # type: ignore[misc]
+
+    @app.command("export")
+    def export(
+        kind: Annotated[Kind, typer.Argument(help=f"Model kind to export ({', '.join(kinds)}), or 'all'.")],
+        checkpoint: Annotated[
+            list[Path],
+            typer.Option("--checkpoint", "-c", help="Checkpoint (.pt) to export; repeat once per kind with 'all'."),
+        ],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Directory for NAME.onnx and its model card NAME.json.")],
+        fps: Annotated[
+            float | None,
+            typer.Option("--fps", help="Frame rate (Hz) of the training clips, if the checkpoint does not store it."),
+        ] = None,
+    ) -> None:
+        """Export checkpoints to ONNX, validate them against ONNX Runtime at several shapes, write metadata."""
+        from exporters.export import export_checkpoint
+        from exporters.registry import get_spec, spec_for_model
+        from exporters.spec import ExportError
+        from exporters.validate import ExportValidationError
+        from training.checkpoint import load_checkpoint
+
+        name = kind.value
+        if name != ALL and len(checkpoint) != 1:
+            raise ExportError(f"`istrings export {name}` takes one --checkpoint, got {len(checkpoint)}")
+        jobs = []
+        for ckpt in checkpoint:
+            spec = get_spec(name) if name != ALL else spec_for_model(load_checkpoint(ckpt).model_name)
+            jobs.append((spec, ckpt))
+        if name == ALL:
+            missing = sorted(set(kinds) - {s.name for s, _ in jobs})
+            twice = sorted({s.name for s, _ in jobs if [j[0].name for j in jobs].count(s.name) > 1})
+            problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"more than one for {', '.join(twice)}"] if twice else [])
+            if problems:
+                raise ExportError("`istrings export all` needs one checkpoint per kind: " + "; ".join(problems))
+        reports: list[tuple[str, ValidationReport]] = []
+        try:
+            for spec, ckpt in jobs:
+                result = export_checkpoint(ckpt, spec, out, fps=fps)
+                reports.append((spec.name, result.report))
+                typer.echo(f"{spec.name}: wrote {result.onnx_path} ({result.onnx_path.stat().st_size / 1024:.0f} KiB) "
+                           f"and {result.card_path}")
+        except ExportValidationError as exc:
+            _table([*reports, (exc.report.spec_name, exc.report)])
+            raise
+        _table(reports)

@@ -1,0 +1,211 @@
+"""The duet NRI variant: gradient reaches the encoder, no collapse, shapes, training through fit."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stream.skeleton import J
+from training.duet_data import CandidateGraph, Normalizer
+from training.duet_nri import DuetNRITask, evaluate_duet, synthetic_clips, train_duet
+from training.nri.duet import DuetNRI, DuetNRIConfig, edge_strength, strong_edges
+from training.nri.gcn import GCNConv, normalized_adjacency
+from training.nri.gcn_lstm import edge_slots, typed_operators
+
+# Three joints of dancer 0 (pelvis, spine, neck: a chain) and two of dancer 1 (l_elbow, l_wrist).
+TINY = CandidateGraph((0, 1, 2), (5, 6))
+
+
+def _config(K: int = 2, **kw: object) -> DuetNRIConfig:
+    base: dict[str, object] = dict(joints0=TINY.joints0, joints1=TINY.joints1, window=5, hidden=8, edge_types=K)
+    base.update(kw)
+    return DuetNRIConfig(**base)  # type: ignore[arg-type]
+
+
+def test_gcn_matches_formula_on_a_path_graph() -> None:
+    A = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)  # 0 - 1 - 2
+    a_hat = normalized_adjacency(A)
+    d = np.array([2.0, 3.0, 2.0])  # degrees with self loops
+    expected = (A + np.eye(3)) / np.sqrt(d[:, None] * d[None, :])
+    np.testing.assert_allclose(a_hat.numpy(), expected, atol=1e-6)
+    conv = GCNConv(A, 2, 4, root_weight=True)
+    x = torch.randn(5, 3, 2)
+    ref = a_hat @ (x @ conv.weight) + x @ conv.root + conv.bias  # type: ignore[operator]
+    torch.testing.assert_close(conv(x), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_typed_operators_place_each_edge_weight() -> None:
+    send, recv = TINY.senders_receivers()
+    slots = edge_slots(send, recv, TINY.num_nodes)
+    z = torch.rand(2, TINY.num_edges, 3)
+    A, deg = typed_operators(z, slots, TINY.num_nodes)
+    assert A.shape == (2, 3, 5, 5) and deg.shape == (2, 3, 5, 1)
+    e = 4  # some edge
+    assert A[1, 2, recv[e], send[e]] == z[1, e, 2]
+    torch.testing.assert_close(deg[..., 0], A.sum(-1))
+    assert A[:, :, :3, :3].abs().sum() == 0  # no edge inside a dancer
+    with pytest.raises(ValueError, match="duplicate"):
+        edge_slots(np.array([0, 0]), np.array([3, 3]), 5)
+
+
+@pytest.mark.parametrize("K", [2, 3, 4, 5])
+def test_shapes_for_every_k(K: int) -> None:
+    torch.manual_seed(0)
+    model = DuetNRI(_config(K))
+    x = torch.randn(3, 5, TINY.num_nodes, 6)
+    out = model(x)
+    assert out.logits.shape == (3, TINY.num_edges, K) == (3, 12, K)
+    assert out.edges.shape == (3, 12, K)
+    torch.testing.assert_close(out.edges.sum(-1), torch.ones(3, 12))
+    assert out.pred.shape == (3, 4, 5, 6)
+    model.eval()
+    assert model(x).pred.shape == (3, 4, 5, 6)
+    assert edge_strength(out.logits).shape == (3, 12)
+    assert model.decoder.rollout(x, out.edges, burn_in=2, steps=6).shape == (3, 6, 5, 6)
+
+
+def test_full_skeleton_encoder_gives_648_edges() -> None:
+    cfg = DuetNRIConfig(window=4, hidden=8, edge_types=4)
+    assert DuetNRI(cfg).encoder(torch.randn(2, 4, 36, 6)).shape == (2, 2 * J * J, 4) == (2, 648, 4)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_encoder_gets_gradient_from_reconstruction_alone(hard: bool) -> None:
+    """The seed's fault: with a bare index list of edges, no gradient reached the encoder."""
+    torch.manual_seed(1)
+    cfg = _config(4, kl_weight=0.0, hard=hard)
+    task = DuetNRITask(cfg, Normalizer(1.0, 1.0), data_id="test")
+    task.model.train()
+    x = torch.randn(4, 5, TINY.num_nodes, 6)
+    loss, metrics, _ = task.loss_terms(x, training=True)
+    assert metrics["kl"] > 0  # computed and reported, but not in the loss
+    loss.backward()
+    assert isinstance(task.model, DuetNRI)
+    enc = task.model.encoder
+    for name, p in enc.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, f"encoder parameter {name} got no gradient"
+    assert enc.fc_out.weight.grad is not None and enc.fc_out.weight.grad.norm() > 1e-6
+
+
+def test_messages_follow_the_edge_sample_and_bones_are_always_there() -> None:
+    torch.manual_seed(2)
+    cfg = _config(2)
+    dec = DuetNRI(cfg).decoder
+    x = torch.randn(1, 2, TINY.num_nodes, 6, requires_grad=True)
+    E = TINY.num_edges
+    none = F.one_hot(torch.zeros(1, E, dtype=torch.long), 2).float()  # every edge "no string"
+    pred = dec(x, none)  # (1, 1, N, C)
+    grad = torch.autograd.grad(pred[0, 0, 3].sum(), x)[0]  # dancer-1 node 3 (l_elbow)
+    assert grad[0, 0, :3].abs().sum() == 0  # nothing from dancer 0 without strings
+    assert grad[0, 0, 4].abs().sum() > 0  # but its own bone neighbour (l_wrist) counts
+    one = none.clone()
+    send, recv = TINY.senders_receivers()
+    e = int(np.flatnonzero((send == 1) & (recv == 3))[0])  # dancer-0 spine → dancer-1 l_elbow
+    one[0, e] = torch.tensor([0.0, 1.0])
+    grad = torch.autograd.grad(dec(x, one)[0, 0, 3].sum(), x)[0]
+    assert grad[0, 0, 1].abs().sum() > 0  # the string's sender now drives the receiver
+    assert grad[0, 0, 0].abs().sum() == 0 and grad[0, 0, 2].abs().sum() == 0
+
+
+def test_joint_without_incoming_edge_does_not_collapse_to_a_constant() -> None:
+    """Residual prediction: x_{t+1} = x_t + Δ, so an unconnected joint tracks its own input."""
+    torch.manual_seed(3)
+    dec = DuetNRI(_config(2)).decoder
+    none = F.one_hot(torch.zeros(8, TINY.num_edges, dtype=torch.long), 2).float()
+    x = torch.randn(8, 2, TINY.num_nodes, 6)
+    with torch.no_grad():
+        pred = dec(x, none)[:, 0]  # (8, N, C) one-step predictions
+    delta = pred - x[:, 0]
+    assert delta.abs().mean() < 0.3 * x[:, 0].abs().mean()  # a small step from x_t
+    spread = pred[:, 3].std(dim=0)  # across different inputs, the prediction varies like the input
+    assert (spread > 0.5 * x[:, 0, 3].std(dim=0)).all()
+    corr = np.corrcoef(pred[:, 3].flatten().numpy(), x[:, 0, 3].flatten().numpy())[0, 1]
+    assert corr > 0.9
+
+
+def test_strong_edge_readout() -> None:
+    logits = torch.log(torch.tensor([[[0.1, 0.85, 0.05], [0.4, 0.3, 0.3], [0.05, 0.15, 0.8]]]))
+    assert strong_edges(logits, 0.8).tolist() == [[True, False, True]]
+    torch.testing.assert_close(edge_strength(logits), torch.tensor([[0.9, 0.6, 0.95]]))
+
+
+def test_config_rejects_a_prior_of_the_wrong_size() -> None:
+    with pytest.raises(ValueError, match="prior must have 3 probabilities"):
+        DuetNRIConfig(edge_types=3, prior=(0.5, 0.5))
+    with pytest.raises(ValueError, match="recon"):
+        DuetNRIConfig(recon="l1")
+    assert DuetNRIConfig(edge_types=4).type_prior == (0.35, 0.25, 0.15, 0.25)
+
+
+@pytest.mark.slow
+def test_one_epoch_through_fit_then_evaluate(tmp_path: Path) -> None:
+    summary = train_duet(
+        "synthetic:6:30:3", tmp_path / "run", val="synthetic:2:30:4", epochs=1,
+        model={"window": 6, "hidden": 8, "edge_types": 3},
+        train={"batch_size": 16, "num_threads": 1},
+    )
+    best = Path(summary["best"])
+    assert best.is_file() and (tmp_path / "run" / "metrics.csv").is_file()
+    val = summary["val"]
+    assert 0.0 <= val["auroc"] <= 1.0 and 0.0 <= val["edge_accuracy"] <= 1.0
+    assert val["edges"] == 648 and val["clips"] == 2
+    assert math.isfinite(val["mse_1"]) and math.isfinite(val["mse_10"])
+    # A clip file works too (the `istrings eval nri --data CLIP.npz` path).
+    clip_path = synthetic_clips(1, 40, seed=9)[0].save(tmp_path / "duet.npz")
+    res = evaluate_duet(best, clip_path)
+    assert res["clips"] == 1 and res["planted_edges"] >= 1 and res["windows"] > 0
+
+
+def test_burn_in_feeds_ground_truth_then_rolls_out() -> None:
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, TINY.num_nodes, 6, requires_grad=True)
+    z = F.one_hot(torch.ones(2, TINY.num_edges, dtype=torch.long), 2).float()
+    free = DuetNRI(_config(2, burn_in=0, teacher_every=8)).decoder
+    burned = DuetNRI(_config(2, burn_in=3, teacher_every=8)).decoder
+    burned.load_state_dict(free.state_dict())
+    # Prediction of frame 3 (index 2) given truth through frame 2 only with burn-in.
+    g_free = torch.autograd.grad(free(x, z)[:, 2].sum(), x)[0]
+    g_burn = torch.autograd.grad(burned(x, z)[:, 2].sum(), x)[0]
+    assert g_free[:, 2].abs().sum() == 0 and g_free[:, 1].abs().sum() == 0
+    assert g_burn[:, 2].abs().sum() > 0
+    with pytest.raises(ValueError, match="burn_in"):
+        _config(2, burn_in=5)
+
+
+def test_encoder_exports_to_onnx_and_matches_at_another_batch_size(tmp_path: Path) -> None:
+    """The live path runs the encoder in ONNX Runtime: no data-dependent control flow."""
+    import warnings
+
+    import onnxruntime as ort
+
+    torch.manual_seed(5)
+    enc = DuetNRI(_config(3)).encoder.eval()
+    onnx_path = tmp_path / "encoder.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(enc, (torch.randn(2, 5, TINY.num_nodes, 6),), onnx_path, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "B"}, "logits": {0: "B"}},
+                          dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 5, TINY.num_nodes, 6)
+    (got,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        want = enc(x).numpy()
+    assert got.shape == (3, TINY.num_edges, 3)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_shipped_checkpoint_rebuilds_and_scores_a_clip(tmp_path: Path) -> None:
+    ckpt = Path(__file__).resolve().parents[2] / "training" / "checkpoints" / "nri_duet_synthetic.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"no shipped checkpoint at {ckpt}")
+    assert ckpt.stat().st_size < 2_000_000
+    res = evaluate_duet(ckpt, synthetic_clips(1, 40, seed=11), horizon=4)
+    assert res["edges"] == 648 and res["window"] == 16 and res["windows"] >= 1
+    assert res["mse_4"] is not None and res["mse_4"] < res["mse_4_static"]  # forecasting beats holding still

@@ -1,0 +1,344 @@
+"""The duet NRI variant: which of one dancer's joints pull on which of the other's.
+
+The Invisible Strings seed model, with its two faults fixed (see ``docs/results-nri-duet.md``):
+
+* **gradient reaches the encoder** — the decoder weights every inter-dancer message by the
+  relaxed (or straight-through hard) Gumbel-softmax sample of its edge type, as the original
+  NRI does; the seed passed the sampled edges as a bare index list, so the encoder only
+  learned from the KL term and its "strings" were samples of the prior;
+* **no joint collapses to a constant** — the decoder predicts residuals
+  ``x_{t+1} = x_t + Δ`` and always keeps each dancer's own bones as fixed edges.
+
+Architecture (shapes: ``B`` windows, ``T`` frames, ``N = J0 + J1`` nodes, ``E`` candidate
+inter-dancer edges in both directions, ``K`` edge types, ``C = 6`` position + velocity,
+``H`` hidden):
+
+Encoder (:class:`DuetEncoder`, exported to ONNX for the live path)::
+
+    x (B, T, N, C) → [x, x − x_parent] (B, T, N, 2C) → (B, N, T·2C)
+      → GCN over own bones (+root) → node MLP                                 h1 (B, N, H)
+      → node→edge W[h_send, h_recv] → ReLU → linear → ReLU                   e1 (B, E, H)  skip
+      → edge→node (mean over incoming edges) → GCN over own bones             h2 (B, N, H)
+      → node→edge W[h_send, h_recv, e1] → ReLU → linear → ReLU → linear       logits (B, E, K)
+
+The linear layer on ``[h_send, h_recv]`` is computed per node and gathered to the edges
+(:class:`PairLinear`), which is the same function at a fraction of the cost.
+
+Decoder (:class:`DuetDecoder`): a graph recurrent network of :class:`GCNLSTMCell` steps whose
+inter-dancer messages are weighted by the edge sample ``z (B, E, K)`` (type 0 = "no string"
+carries no message when ``skip_first``), own bones always present, output ``Δ`` added to the
+input frame; ground truth for the first ``burn_in`` steps, then free rollout with teacher
+forcing every ``teacher_every`` steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.checkpoint import register_model
+from training.duet_data import C_FEATURES, CandidateGraph
+from training.nri.gcn import GCNConv, xavier_linear_
+from training.nri.gcn_lstm import GCNLSTMCell, edge_slots, typed_operators
+from training.nri.gumbel import SEED_PRIORS, gumbel_softmax
+
+ALL_JOINTS: tuple[int, ...] = CandidateGraph.all_pairs().joints0
+
+
+@dataclass(frozen=True)
+class DuetNRIConfig:
+    """Hyperparameters of the duet NRI variant (saved in checkpoints and ONNX metadata).
+
+    Attributes:
+        joints0: dancer-0 joints used as nodes (canonical indices; default all 18).
+        joints1: dancer-1 joints used as nodes.
+        window: frames ``T`` the encoder sees (its input is ``T·C`` per node).
+        in_channels: ``C`` node channels (position + velocity = 6).
+        hidden: ``H``.
+        edge_types: ``K`` in {2, 3, 4, 5}; type 0 means "no string".
+        prior: prior over types; empty → the seed's prior for ``K``.
+        skip_first: type 0 carries no message in the decoder.
+        compact_encoder: the seed's compact encoder (one edge pass, no skip); default full.
+        tau: Gumbel-softmax temperature.
+        hard: straight-through hard samples in training.
+        burn_in: the decoder is fed the ground truth for its first ``burn_in`` steps (its hidden
+            state gathers every joint's recent past, so a string's lagged pull is visible), then
+            rolls out freely with ground truth again every ``teacher_every`` steps.
+        teacher_every: ground truth is fed to the decoder every this many steps after burn-in.
+        mean_messages: divide each node's inter-dancer messages by its number of candidate
+            incoming edges (NRI's averaging); else they are summed.
+        recon: ``"gaussian"`` (NLL with fixed ``output_var``, as NRI) or ``"mse"``.
+        output_var: variance of the Gaussian likelihood (normalised units).
+        kl_weight: weight of the KL term (0 turns it off).
+        dropout: dropout in the encoder's edge MLPs.
+        bone_features: the encoder also sees every node relative to its skeleton parent
+            (bone vectors and their velocities), a fixed linear map of its input.
+        strong_threshold: the "strong edge" readout keeps edges whose largest non-null type
+            probability is at least this (0.8 in the seed).
+    """
+
+    joints0: tuple[int, ...] = ALL_JOINTS
+    joints1: tuple[int, ...] = ALL_JOINTS
+    window: int = 8
+    in_channels: int = C_FEATURES
+    hidden: int = 64
+    edge_types: int = 2
+    prior: tuple[float, ...] = field(default=())
+    skip_first: bool = True
+    compact_encoder: bool = False
+    tau: float = 0.5
+    hard: bool = False
+    burn_in: int = 0
+    teacher_every: int = 8
+    mean_messages: bool = False
+    recon: str = "gaussian"
+    output_var: float = 5e-5
+    kl_weight: float = 1.0
+    dropout: float = 0.0
+    bone_features: bool = True
+    strong_threshold: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.edge_types not in SEED_PRIORS and not self.prior:
+            raise ValueError(f"edge_types must be one of {sorted(SEED_PRIORS)} unless a prior is given")
+        if self.prior and (len(self.prior) != self.edge_types or abs(sum(self.prior) - 1) > 1e-4):
+            raise ValueError(f"prior must have {self.edge_types} probabilities summing to 1, got {self.prior}")
+        if self.recon not in ("gaussian", "mse"):
+            raise ValueError(f"recon must be 'gaussian' or 'mse', got {self.recon!r}")
+        if self.window < 2 or self.hidden < 1 or self.teacher_every < 1:
+            raise ValueError("window must be >= 2, hidden >= 1, teacher_every >= 1")
+        if not 0 <= self.burn_in < self.window:
+            raise ValueError(f"burn_in must be in [0, window), got {self.burn_in}")
+
+    @property
+    def graph(self) -> CandidateGraph:
+        return CandidateGraph(tuple(self.joints0), tuple(self.joints1))
+
+    @property
+    def type_prior(self) -> tuple[float, ...]:
+        return tuple(self.prior) if self.prior else tuple(SEED_PRIORS[self.edge_types])
+
+    @property
+    def message_types(self) -> int:
+        """``K'``: edge types that carry a message in the decoder."""
+        return self.edge_types - 1 if self.skip_first else self.edge_types
+
+
+class PairLinear(nn.Module):
+    """``W [h_send, h_recv] + b`` for every edge, computed per node then gathered.
+
+    Equal to a linear layer on the concatenated sender and receiver features, but the matmuls
+    run over ``N`` nodes instead of ``E`` edges (``E = 648`` vs ``N = 36`` for all pairs).
+
+    Shapes:
+        ``h (B, N, C_in)`` → ``(B, E, C_out)``.
+    """
+
+    send_idx: Tensor
+    recv_idx: Tensor
+
+    def __init__(self, send: Tensor, recv: Tensor, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("send_idx", send.clone())
+        self.register_buffer("recv_idx", recv.clone())
+        self.send = nn.Linear(in_channels, out_channels)
+        self.recv = nn.Linear(in_channels, out_channels, bias=False)
+        xavier_linear_(self.send, bias=0.1)
+        xavier_linear_(self.recv)
+
+    def forward(self, h: Tensor) -> Tensor:
+        hs = self.send(h).index_select(1, self.send_idx)  # (B, N, C_out) → (B, E, C_out)
+        hr = self.recv(h).index_select(1, self.recv_idx)  # (B, E, C_out)
+        return hs + hr
+
+
+class DuetEncoder(nn.Module):
+    """Window of both dancers → logits over ``K`` edge types for every candidate edge.
+
+    No data-dependent control flow: exports to ONNX with a dynamic batch axis.
+
+    Shapes:
+        ``x (B, T, N, C)`` → ``logits (B, E, K)``.
+    """
+
+    rec_mean: Tensor
+    bone_op: Tensor
+
+    def __init__(self, config: DuetNRIConfig) -> None:
+        super().__init__()
+        self.config = config
+        graph = config.graph
+        H = config.hidden
+        # x - P x: each node relative to its parent (identity rows where the parent is absent).
+        self.register_buffer("bone_op", torch.eye(graph.num_nodes) - torch.as_tensor(graph.parent_matrix()))
+        channels = config.in_channels * (2 if config.bone_features else 1)
+        send, recv = (torch.as_tensor(a) for a in graph.senders_receivers())
+        _, rel_rec = graph.one_hot()  # (E, N)
+        indeg = rel_rec.sum(axis=0, keepdims=True)  # (1, N)
+        self.register_buffer("rec_mean", torch.as_tensor((rel_rec / np.maximum(indeg, 1.0)).T.copy()))  # (N, E)
+        bones = graph.bone_adjacency()
+        self.gcn1 = GCNConv(bones, config.window * channels, H, root_weight=True)
+        self.node1 = nn.Linear(H, H)
+        self.pair1 = PairLinear(send, recv, H, H)
+        self.edge1 = nn.Linear(H, H)
+        self.gcn2 = GCNConv(bones, H, H, root_weight=True)
+        self.pair2 = PairLinear(send, recv, H, H)
+        self.skip = None if config.compact_encoder else nn.Linear(H, H, bias=False)
+        self.edge2 = nn.Linear(H, H)
+        self.drop = nn.Dropout(config.dropout)
+        self.fc_out = nn.Linear(H, config.edge_types)
+        for m in (self.node1, self.edge1, self.edge2, self.fc_out, self.skip):
+            if m is not None:
+                xavier_linear_(m, bias=0.1 if m.bias is not None else 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, _, N, _ = x.shape  # (B, T, N, C)
+        if self.config.bone_features:
+            x = torch.cat([x, self.bone_op @ x], dim=-1)  # (B, T, N, 2C): + bone vectors
+        x = x.permute(0, 2, 1, 3).reshape(B, N, -1)  # (B, N, T·C'): a node's whole trajectory
+        h = F.relu(self.gcn1(x))  # (B, N, H)
+        h = F.relu(self.node1(h))  # (B, N, H)
+        if self.skip is None:  # the seed's compact encoder: one edge pass
+            h2 = F.relu(self.gcn2(h))  # (B, N, H)
+            e = self.drop(F.relu(self.pair2(h2)))  # (B, E, H)
+            return self.fc_out(F.relu(self.edge2(e)))  # (B, E, K)
+        e1 = self.drop(F.relu(self.pair1(h)))  # (B, E, H): node → edge
+        e1 = F.relu(self.edge1(e1))  # (B, E, H), kept for the skip connection
+        n = self.rec_mean @ e1  # (N, E) @ (B, E, H) → (B, N, H): edge → node, mean over incoming
+        h2 = F.relu(self.gcn2(n))  # (B, N, H)
+        e2 = self.drop(F.relu(self.pair2(h2) + self.skip(e1)))  # (B, E, H): node → edge + skip
+        e2 = F.relu(self.edge2(e2))  # (B, E, H)
+        return self.fc_out(e2)  # (B, E, K)
+
+
+class DuetDecoder(nn.Module):
+    """Graph recurrent decoder: GCN-LSTM over own bones + edge-weighted inter-dancer messages.
+
+    Shapes:
+        ``x (B, T, N, C)``, ``z (B, E, K)`` → predictions ``(B, T-1, N, C)`` of frames ``1..T-1``.
+    """
+
+    slots: Tensor
+    msg_scale: Tensor
+
+    def __init__(self, config: DuetNRIConfig) -> None:
+        super().__init__()
+        self.config = config
+        graph = config.graph
+        self.num_nodes = graph.num_nodes
+        send, recv = graph.senders_receivers()
+        self.register_buffer("slots", edge_slots(send, recv, graph.num_nodes))  # (E,)
+        indeg = np.bincount(recv, minlength=graph.num_nodes).astype(np.float32)  # (N,) candidate in-degree
+        scale = 1.0 / np.maximum(indeg, 1.0) if config.mean_messages else np.ones_like(indeg)
+        self.register_buffer("msg_scale", torch.as_tensor(scale)[:, None])  # (N, 1) per receiver
+        H = config.hidden
+        self.cell = GCNLSTMCell(graph.bone_adjacency(), config.in_channels, H, config.message_types)
+        self.out = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, config.in_channels))
+        for m in self.out:
+            if isinstance(m, nn.Linear):
+                xavier_linear_(m)
+        with torch.no_grad():
+            last = self.out[-1]
+            if isinstance(last, nn.Linear):
+                last.weight.mul_(0.1)  # start near "no change": Δ ≈ 0
+
+    def operators(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Cell operators from ``z (B, E, K)``: ``ops (B, 1+K', N, N)``, ``deg (B, N, K')``."""
+        zm = z[..., 1:] if self.config.skip_first else z  # (B, E, K')
+        A, deg = typed_operators(zm, self.slots, self.num_nodes)  # (B, K', N, N), (B, K', N, 1)
+        return self.cell.operators(A * self.msg_scale, deg * self.msg_scale)
+
+    def forward(self, x: Tensor, z: Tensor, teacher_every: int | None = None, burn_in: int | None = None
+                ) -> Tensor:
+        m = teacher_every or self.config.teacher_every
+        b = self.config.burn_in if burn_in is None else burn_in
+        B, T, N, _ = x.shape  # (B, T, N, C)
+        A, deg = self.operators(z)  # (B, K', N, N), (B, K', N, 1)
+        h = x.new_zeros(B, N, self.config.hidden)
+        c = torch.zeros_like(h)
+        preds: list[Tensor] = []
+        inp = x[:, 0]
+        for t in range(T - 1):  # the recurrence is the only loop
+            if t < b or (t - b) % m == 0:
+                inp = x[:, t]  # ground truth: burn-in, then teacher forcing every m steps
+            h, c = self.cell(inp, h, c, A, deg)
+            inp = inp + self.out(h)  # residual: x_{t+1} = x_t + Δ, (B, N, C)
+            preds.append(inp)
+        return torch.stack(preds, dim=1)  # (B, T-1, N, C)
+
+    def rollout(self, x: Tensor, z: Tensor, burn_in: int, steps: int) -> Tensor:
+        """Teacher-forced through frames ``0..burn_in-1``, then ``steps`` free predictions.
+
+        Returns:
+            ``(B, steps, N, C)``: predictions of frames ``burn_in .. burn_in + steps - 1``.
+        """
+        B, _, N, _ = x.shape  # (B, T, N, C)
+        A, deg = self.operators(z)
+        h = x.new_zeros(B, N, self.config.hidden)
+        c = torch.zeros_like(h)
+        inp = x[:, 0]
+        for t in range(burn_in):
+            h, c = self.cell(x[:, t], h, c, A, deg)
+            inp = x[:, t] + self.out(h)
+        preds = [inp]
+        for _ in range(steps - 1):
+            h, c = self.cell(inp, h, c, A, deg)
+            inp = inp + self.out(h)
+            preds.append(inp)
+        return torch.stack(preds, dim=1)  # (B, steps, N, C)
+
+
+@dataclass(frozen=True)
+class DuetOutput:
+    """One forward pass: ``logits (B, E, K)``, ``edges`` sample ``(B, E, K)``, ``pred (B, T-1, N, C)``."""
+
+    logits: Tensor
+    edges: Tensor
+    pred: Tensor
+
+
+class DuetNRI(nn.Module):
+    """Encoder + Gumbel-softmax edge sample + decoder (see the module docstring)."""
+
+    def __init__(self, config: DuetNRIConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = DuetEncoder(config)
+        self.decoder = DuetDecoder(config)
+
+    def forward(self, x: Tensor, hard: bool | None = None) -> DuetOutput:
+        """``x (B, T, N, C)`` normalised windows, ``T == config.window``."""
+        logits = self.encoder(x)  # (B, E, K)
+        use_hard = self.config.hard if hard is None else hard
+        if self.training:
+            z = gumbel_softmax(logits, tau=self.config.tau, hard=use_hard)  # (B, E, K), differentiable
+        else:
+            z = F.softmax(logits, dim=-1)
+            if use_hard:
+                z = F.one_hot(z.argmax(-1), self.config.edge_types).to(z.dtype)
+        return DuetOutput(logits=logits, edges=z, pred=self.decoder(x, z))
+
+
+def edge_strength(logits: Tensor) -> Tensor:
+    """``1 − P(no string)`` of every edge: ``(B, E, K)`` → ``(B, E)`` in [0, 1]."""
+    return 1.0 - F.softmax(logits, dim=-1)[..., 0]
+
+
+def strong_edges(logits: Tensor, threshold: float = 0.8) -> Tensor:
+    """The seed's readout: edges whose largest non-null type probability is ``>= threshold``.
+
+    ``(B, E, K)`` → ``(B, E)`` bool.
+    """
+    probs = F.softmax(logits, dim=-1)
+    return probs[..., 1:].amax(dim=-1) >= threshold
+
+
+def build_duet_nri(config: DuetNRIConfig) -> DuetNRI:
+    return DuetNRI(config)
+
+
+register_model("nri_duet", DuetNRIConfig, build_duet_nri)

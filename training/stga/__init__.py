@@ -1,0 +1,1 @@
+"""STGA-Net: spatial-temporal graph attention forecasting of both dancers' poses (see :mod:`training.stga.model`)."""
