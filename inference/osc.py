@@ -310,13 +310,15 @@ class FrameOutput:
 
 def top_strings(strengths: NDArray[np.floating], k: int) -> list[tuple[int, int, float]]:
     """The ``k`` strongest ``(i, j, strength)`` of a ``(J, J)`` matrix, strongest first (ties: lower
-    flat index first)."""
+    flat index first). Pairs of strength 0 are no strings and never listed, so without an NRI model
+    (or before its first window) the list is empty."""
     S = np.asarray(strengths, dtype=np.float32)
     flat = S.reshape(-1)  # (J·J,) index i·J + j
     k = min(k, flat.size)
     if k <= 0:
         return []
     idx = np.argsort(-flat, kind="stable")[:k]  # stable: equal strengths keep the lower flat index first
+    idx = idx[flat[idx] > 0]
     J1 = S.shape[1]
     return [(int(q // J1), int(q % J1), float(flat[q])) for q in idx]
 

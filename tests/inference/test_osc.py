@@ -104,7 +104,8 @@ def test_top_strings_order_and_ties() -> None:
     S = np.zeros((J, J), np.float32)
     S[2, 3], S[0, 1], S[4, 4], S[1, 0] = 0.9, 0.5, 0.5, 0.7
     assert top_strings(S, 3) == [(2, 3, pytest.approx(0.9)), (1, 0, pytest.approx(0.7)), (0, 1, pytest.approx(0.5))]
-    assert len(top_strings(S, J * J)) == J * J and top_strings(S, 0) == []
+    assert len(top_strings(S, J * J)) == 4 and top_strings(S, 0) == []  # strength 0 is no string
+    assert top_strings(np.zeros((J, J), np.float32), 8) == []
 
 
 def test_other_messages_fit_the_schema() -> None:
