@@ -8,7 +8,7 @@ Data may be a clip ``.npz``, a directory of clips, or ``synthetic:S[:FRAMES[:SEE
 ``S`` fresh synthetic duets of ``FRAMES`` frames (default 96) from
 :func:`stream.synthetic.make_dataset`, each with its own random planted strings.
 
-Scores (see ``docs/results-nri-duet.md``): the strength of an edge is ``1 − P(type 0)``;
+Scores (see ``docs/results.md ("the duet NRI variant")``): the strength of an edge is ``1 − P(type 0)``;
 ``auroc`` ranks the ``J·J`` forward edges (dancer-0 joint i → dancer-1 joint j) of every clip,
 scored by the strength averaged over the clip's windows, against the planted matrix
 (``edges[i, j] > 0``), pooled over clips. ``auroc_window`` does the same per single window

@@ -23,7 +23,7 @@ Corruptions, applied in this order:
    detector's person order is not stable across crossings);
 6. **dropped frames** — the estimator returns nobody: both dancers repeat the previous output.
 
-Where the numbers come from (read ``docs/results-mkff.md`` for the discussion):
+Where the numbers come from (read ``docs/results.md ("MKFF-ST-GCN refinement")`` for the discussion):
 
 * Dill et al., *Sensors* 24(23):7772, 2024 — monocular MediaPipe Pose 3D against marker
   motion capture: median RMSE **56.3 mm** over joints (30.1 mm with stereo fusion). The

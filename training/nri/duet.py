@@ -1,6 +1,6 @@
 """The duet NRI variant: which of one dancer's joints pull on which of the other's.
 
-The Invisible Strings seed model, with its two faults fixed (see ``docs/results-nri-duet.md``):
+The Invisible Strings seed model, with its two faults fixed (see ``docs/results.md ("the duet NRI variant")``):
 
 * **gradient reaches the encoder** — the decoder weights every inter-dancer message by the
   relaxed (or straight-through hard) Gumbel-softmax sample of its edge type, as the original
