@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from stream.clip import Clip
-from stream.errors import IStringsError
+from training.config_tables import dataclass_from, read_tables
 from training.duet_data import (
     CandidateGraph,
     DuetBatchSource,
@@ -217,29 +216,6 @@ class DuetNRITask:
 # ----------------------------------------------------------------------------- train
 
 
-def _read_config(config: Path | None) -> dict[str, dict[str, Any]]:
-    if config is None:
-        return {}
-    try:
-        raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IStringsError(f"cannot read training config {config}: {exc}") from exc
-    known = {"train", "model", "task", "data"}
-    unknown = set(raw) - known
-    if unknown:
-        raise IStringsError(f"unknown tables {sorted(unknown)} in {config}; known: {sorted(known)}")
-    return {k: {kk.replace("-", "_"): vv for kk, vv in v.items()} for k, v in raw.items()}
-
-
-def _dataclass_from(cls: Any, values: Mapping[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise IStringsError(f"unknown {where} settings {sorted(unknown)}; known: {sorted(names)}")
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**fixed)
-
-
 def train_duet(
     data: str | Path | Sequence[Clip],
     out: str | Path,
@@ -265,17 +241,17 @@ def train_duet(
     Returns:
         A JSON-able summary: paths, wall time, and :func:`evaluate_duet` on the validation clips.
     """
-    tables = _read_config(config)
-    dcfg: DuetDataConfig = _dataclass_from(DuetDataConfig, {**tables.get("data", {}), **(data_config or {})},
+    tables = read_tables(config, {"train", "model", "task", "data"})
+    dcfg: DuetDataConfig = dataclass_from(DuetDataConfig, {**tables.get("data", {}), **(data_config or {})},
                                            "data")
     # [task] (tau, hard, teacher_every, ... as `train nri` names them) is part of the model config here.
     mvals = {**tables.get("model", {}), **tables.get("task", {}), **(model or {})}
-    mcfg: DuetNRIConfig = _dataclass_from(DuetNRIConfig, mvals, "model")
+    mcfg: DuetNRIConfig = dataclass_from(DuetNRIConfig, mvals, "model")
     tvals = {"monitor": "auroc", "monitor_mode": "max", "out_dir": str(out),
              **tables.get("train", {}), **{k: v for k, v in (train or {}).items() if v is not None}}
     if epochs is not None:
         tvals["epochs"] = epochs
-    tcfg: TrainConfig = _dataclass_from(TrainConfig, tvals, "train")
+    tcfg: TrainConfig = dataclass_from(TrainConfig, tvals, "train")
 
     clips = load_duet_clips(data, dcfg.synthetic_frames)
     if val is None:

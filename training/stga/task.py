@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import Tensor
 from stream.clip import Clip
 from stream.errors import IStringsError
 from training.checkpoint import CheckpointError, load_checkpoint
+from training.config_tables import dataclass_from, read_tables
 from training.forecast_data import (
     BaselineScales,
     ForecastWindows,
@@ -143,27 +143,6 @@ class STGATask:
 # --------------------------------------------------------------------------------------------- train
 
 
-def _read_tables(config: Path | None) -> dict[str, dict[str, Any]]:
-    if config is None:
-        return {}
-    try:
-        raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise STGAError(f"cannot read training config {config}: {exc}") from exc
-    unknown = set(raw) - {"train", "model", "task"}
-    if unknown:
-        raise STGAError(f"unknown tables {sorted(unknown)} in {config}; known: model, task, train")
-    return {k: {kk.replace("-", "_"): vv for kk, vv in v.items()} for k, v in raw.items()}
-
-
-def _dataclass_from(cls: Any, values: Mapping[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise STGAError(f"unknown {where} settings {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
 def train_stga(
     *,
     out: str | Path,
@@ -192,17 +171,17 @@ def train_stga(
     Returns:
         A JSON-able summary (paths, wall time, windows, validation figures).
     """
-    tables = _read_tables(config)
+    tables = read_tables(config, {"train", "model", "task"})
 
     def merged(name: str, over: Mapping[str, Any] | None) -> dict[str, Any]:
         return {**tables.get(name, {}), **{k: v for k, v in (over or {}).items() if v is not None}}
 
-    mcfg: STGAConfig = _dataclass_from(STGAConfig, merged("model", model), "model")
-    tcfg_task: STGATaskConfig = _dataclass_from(STGATaskConfig, merged("task", task), "task")
+    mcfg: STGAConfig = dataclass_from(STGAConfig, merged("model", model), "model")
+    tcfg_task: STGATaskConfig = dataclass_from(STGATaskConfig, merged("task", task), "task")
     tvals = {"monitor": "loss", "num_threads": 2, "lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 1.0,
              "batch_size": 64, "epochs": 40, "lr_step": 12, "lr_gamma": 0.5, **merged("train", train),
              "out_dir": str(out)}
-    tcfg: TrainConfig = _dataclass_from(TrainConfig, tvals, "train")
+    tcfg: TrainConfig = dataclass_from(TrainConfig, tvals, "train")
 
     clips = load_forecast_clips(data, mcfg.fps, split="train")
     if tcfg_task.synthetic:
