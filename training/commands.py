@@ -56,34 +56,32 @@ def _simulate(kind: str, sims: int, balls: int, seed: int, out: Path, length: in
                            "wall_s": round(time.perf_counter() - t0, 2)}))
 
 
+def _register_simulation(groups: Groups, kind: str, doc: str) -> None:
+    """``istrings simulate KIND``: one command per particle system, the same options."""
+
+    def command(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (loc, vel, edges).")],
+        sims: Annotated[int, typer.Option("--sims", help="Number of simulations S.")] = 1000,
+        balls: Annotated[int, typer.Option("--balls", help="Number of balls N.")] = 5,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+        length: Annotated[int, typer.Option("--length", help="Integration steps (dt = 0.001).")] = 5000,
+        sample_freq: Annotated[int, typer.Option("--sample-freq", help="Steps between saved frames.")] = 100,
+        chunk: Annotated[int, typer.Option("--chunk", help="Simulations integrated together.")] = 2000,
+    ) -> None:
+        _simulate(kind, sims, balls, seed, out, length, sample_freq, chunk)
+
+    command.__doc__ = doc
+    groups.simulate.command(kind)(command)
+
+
 def register(app: typer.Typer, groups: Groups) -> None:
     """Add the particle simulation, NRI training and NRI evaluation commands."""
 
-    @groups.simulate.command("springs")
-    def _springs(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (loc, vel, edges).")],
-        sims: Annotated[int, typer.Option("--sims", help="Number of simulations S.")] = 1000,
-        balls: Annotated[int, typer.Option("--balls", help="Number of balls N.")] = 5,
-        seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-        length: Annotated[int, typer.Option("--length", help="Integration steps (dt = 0.001).")] = 5000,
-        sample_freq: Annotated[int, typer.Option("--sample-freq", help="Steps between saved frames.")] = 100,
-        chunk: Annotated[int, typer.Option("--chunk", help="Simulations integrated together.")] = 2000,
-    ) -> None:
-        """Simulate NRI's springs (p = 0.5, k = 0.1); T = length / sample_freq - 1 frames (49)."""
-        _simulate("springs", sims, balls, seed, out, length, sample_freq, chunk)
-
-    @groups.simulate.command("charged")
-    def _charged(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (loc, vel, edges).")],
-        sims: Annotated[int, typer.Option("--sims", help="Number of simulations S.")] = 1000,
-        balls: Annotated[int, typer.Option("--balls", help="Number of balls N.")] = 5,
-        seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-        length: Annotated[int, typer.Option("--length", help="Integration steps (dt = 0.001).")] = 5000,
-        sample_freq: Annotated[int, typer.Option("--sample-freq", help="Steps between saved frames.")] = 100,
-        chunk: Annotated[int, typer.Option("--chunk", help="Simulations integrated together.")] = 2000,
-    ) -> None:
-        """Simulate NRI's charged particles (q = ±1, p = 0.5); T = length / sample_freq - 1 frames (49)."""
-        _simulate("charged", sims, balls, seed, out, length, sample_freq, chunk)
+    for kind, doc in (
+        ("springs", "Simulate NRI's springs (p = 0.5, k = 0.1); T = length / sample_freq - 1 frames (49)."),
+        ("charged", "Simulate NRI's charged particles (q = ±1, p = 0.5); T = length / sample_freq - 1 frames (49)."),
+    ):
+        _register_simulation(groups, kind, doc)
 
     @groups.train.command("nri")
     def _train_nri(
