@@ -44,11 +44,41 @@ def _table(reports: "list[tuple[str, ValidationReport]]") -> None:
             Console(stderr=True).print(f"[red]{kind}: {f}[/red]")
 
 
+def _register_bench(groups: Groups) -> None:
+    """Add ``istrings bench models``: every bundled ONNX model vs its checkpoint in torch eager."""
+
+    @groups.bench.command("models")
+    def bench_models(
+        models: Annotated[Path | None, typer.Option(
+            "--models", help="Folder of the .onnx models (default: the bundled inference/models).")] = None,
+        checkpoints: Annotated[Path | None, typer.Option(
+            "--checkpoints", help="Folder searched for each model's checkpoint (default: training/checkpoints).",
+        )] = None,
+        checkpoint: Annotated[list[str] | None, typer.Option(
+            "--checkpoint", "-c", help="KIND=PATH: the checkpoint of one model, instead of searching (repeatable).",
+        )] = None,
+        runs: Annotated[int, typer.Option("--runs", min=1, help="Timed calls per model and runtime.")] = 2000,
+        warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls per model and runtime first.")] = 50,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the dummy input (the spec's generator).")] = 0,
+        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+    ) -> None:
+        """Batch-1 latency of each bundled model: ONNX Runtime (CPU, 1 thread) vs torch eager, and the live total."""
+        import json
+
+        from exporters.bench import bench_models as run
+        from exporters.bench import parse_overrides
+
+        result = run(models, checkpoints_dir=checkpoints, overrides=parse_overrides(checkpoint or []),
+                     runs=runs, warmup=warmup, seed=seed)
+        typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
 def register(app: typer.Typer, groups: Groups) -> None:
     """Add ``istrings export`` when at least one model kind can be exported."""
     kinds = available_kinds()
     if not kinds:
         return
+    _register_bench(groups)
     Kind = enum.Enum("Kind", {k: k for k in (*kinds, ALL)}, type=str)  # type: ignore[misc]
 
     @app.command("export")
