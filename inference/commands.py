@@ -131,7 +131,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         duration: Annotated[float | None, typer.Option(
             "--duration", min=0.0, help="Stop after this many seconds (default: until Ctrl-C).")] = None,
         osc: Annotated[list[str] | None, typer.Option(
-            "--osc", help="Also send the OSC stream to HOST:PORT (repeatable), e.g. TouchDesigner on 127.0.0.1:7000.",
+            "--osc", help=f"Send the OSC stream to HOST:PORT (repeatable; default {_DEFAULT_OSC}, where a "
+            "TouchDesigner or Max patch listens), besides the demo's own listener for the dashboard.",
         )] = None,
         preview: Annotated[Path | None, typer.Option(
             "--preview", help="Write both skeletons with their strings to this .mp4 (mp4v).")] = None,
@@ -148,7 +149,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         from stream.commands.capture import stop_on_signals
 
         with stop_on_signals() as stop:
-            result = run_demo(stop, duration_s=duration, osc=osc or [], preview=preview, models=models,
+            result = run_demo(stop, duration_s=duration, osc=osc or [_DEFAULT_OSC], preview=preview, models=models,
                               device=device, recording=recording, dashboard=dashboard)
         if as_json:
             typer.echo(json.dumps(result))
