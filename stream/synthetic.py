@@ -29,6 +29,26 @@ from ``i``'s flexion, so nothing in ``j`` depends on a hidden signal. Only the j
 their own angles can drive or be driven (:data:`STRING_JOINTS`: head, elbows, wrists,
 knees, ankles, feet); undriven joints keep independent oscillators.
 
+World coupling (``coupling="world"``). The local mode's pull is invisible to a model that
+forecasts *world* motion: the driven bone copies a lagged *relative* angle, so the driver's
+world state does not say where the driven joint goes next (a decoder given the true strings
+forecasts no better than one given none). In world mode the driven dancer-1 bone
+``parent(j) → j`` instead takes the *world direction* of dancer-0's bone ``parent(i) → i``
+from ``lag`` frames earlier, copied as it is (not mirrored: the same world direction, so the
+map is the identity and commutes with any rotation about y), blended by strength::
+
+    d1_j(t) = normalise((1 - s) · d1_j_own(t) + s · d0_i(t - lag / fps))
+
+The bone keeps its own length, and the whole subtree below ``j`` turns with it (the minimal
+rotation taking the own direction to ``d1_j``), so every bone length stays exact and, for
+``s = 1``, the driven bone points exactly where the driver's bone pointed ``lag`` frames ago:
+the driven joint's next world position is a direct function of the driver's recent world
+state, as with NRI's springs. Use a short lag (``lag_s`` of 1–2 frames). The angle ranges do
+not hold for a world-driven bone (an elbow may bend backwards); undriven joints are as in
+local mode. Caveat (measured, see the duet NRI notes): at 30 fps the driven joint's next frame
+is almost as well forecast from its own smooth past, so a decoder given the true strings gains
+only ~1 % over one given none; at 10 fps (``lag_s = 0.1``) the gain on driven joints is ~10 %.
+
 Derived motion: the children of a driven joint inherit its motion (a driven elbow carries
 its wrist; a driven knee carries ankle and foot; the floor contact lifts the whole dancer
 when a driven leg moves). The ground truth marks only ``(i, j)``.
@@ -52,7 +72,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,6 +87,9 @@ class SyntheticError(IStringsError, ValueError):
 
 
 D = 2
+Coupling = Literal["local", "world"]
+"""How a string acts: on the driven bone's local angles, or on its world direction."""
+COUPLINGS: tuple[str, ...] = get_args(Coupling)
 TWO_PI = 2.0 * np.pi
 
 # Rest offsets of every joint from its parent for a 1.74 m adult, in the parent bone's frame
@@ -156,6 +179,8 @@ class SyntheticConfig:
         oscillators: sinusoids per joint angle.
         freq_hz: ``(lo, hi)`` range of oscillator frequencies, Hz.
         height_m: ``(lo, hi)`` range of the dancers' standing heights, metres.
+        coupling: ``"local"`` (a string drives the bone's angles relative to its parent) or
+            ``"world"`` (it drives the bone's world direction; see the module doc).
     """
 
     duration_s: float = 30.0
@@ -168,8 +193,10 @@ class SyntheticConfig:
     oscillators: int = 3
     freq_hz: tuple[float, float] = (0.2, 2.0)
     height_m: tuple[float, float] = (1.55, 1.90)
+    coupling: Coupling = "local"
 
     def __post_init__(self) -> None:
+        check_coupling(self.coupling)
         if not (self.fps > 0 and np.isfinite(self.fps)):
             raise SyntheticError(f"fps must be positive, got {self.fps}")
         if not self.duration_s * self.fps >= 1:
@@ -197,6 +224,12 @@ class SyntheticConfig:
     @property
     def lag_frames(self) -> int:
         return round(self.lag_s * self.fps)
+
+
+def check_coupling(coupling: str) -> None:
+    """Raise :class:`SyntheticError` unless ``coupling`` is one of :data:`COUPLINGS`."""
+    if coupling not in COUPLINGS:
+        raise SyntheticError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
 
 
 def check_strings(strings: Sequence[tuple[int, int]]) -> None:
@@ -248,6 +281,7 @@ class DuetParams:
     edges: NDArray[np.float32]        # (S, J, J) strength of dancer-0 i → dancer-1 j
     lag_s: float                      # delay of every string, seconds (whole frames)
     root: NDArray[np.float64]         # (S, 18) path parameters, see _root_path
+    coupling: Coupling = "local"      # how the strings act (see the module doc)
 
     @property
     def num_duets(self) -> int:
@@ -262,6 +296,7 @@ def sample_params(
     oscillators: int = 3,
     freq_hz: tuple[float, float] = (0.2, 2.0),
     height_m: tuple[float, float] = (1.55, 1.90),
+    coupling: Coupling = "local",
 ) -> DuetParams:
     """Draw bodies, oscillators and paths for ``S = len(edges)`` duets with the given strings.
 
@@ -269,7 +304,9 @@ def sample_params(
         rng: the generator (its state advances).
         edges: ``(S, J, J)`` planted strings.
         lag_s: delay of the strings, seconds.
+        coupling: how the strings act.
     """
+    check_coupling(coupling)
     S, M = edges.shape[0], oscillators
     height = rng.uniform(*height_m, size=(S, D))
     scale = height / _TEMPLATE_HEIGHT
@@ -300,7 +337,7 @@ def sample_params(
     return DuetParams(
         offsets=offsets, ankle_height=_ANKLE_HEIGHT * scale * jitter[..., 12],
         toe_height=_TOE_HEIGHT * scale * jitter[..., 12], freq=freq, amp=amp, phase=phase,
-        edges=np.asarray(edges, dtype=np.float32), lag_s=float(lag_s), root=root,
+        edges=np.asarray(edges, dtype=np.float32), lag_s=float(lag_s), root=root, coupling=coupling,
     )
 
 
@@ -323,10 +360,13 @@ def _oscillate(p: DuetParams, t: NDArray[np.float64], d: int) -> NDArray[np.floa
 
 
 def _activations(p: DuetParams, t: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Both dancers' activations at times ``t`` ``(S, T)`` with the strings applied → ``(S, D, T, J, 3)``."""
+    """Both dancers' activations at times ``t`` ``(S, T)`` → ``(S, D, T, J, 3)``.
+
+    Local strings are applied here; world strings act later, in :func:`render`.
+    """
     u0 = _oscillate(p, t, 0)
     u1 = _oscillate(p, t, 1)
-    if p.edges.any():
+    if p.edges.any() and p.coupling == "local":
         u0_late = _oscillate(p, t - p.lag_s, 0)  # (S, T, J, 3): dancer 0, lag seconds earlier
         strength = p.edges.max(axis=1)  # (S, J): each driven j has one driver
         driver = p.edges.argmax(axis=1)  # (S, J)
@@ -388,30 +428,100 @@ def _root_path(p: DuetParams, t: NDArray[np.float64]) -> tuple[NDArray[np.float6
     return pos, yaw
 
 
+def _align(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The minimal rotation taking unit vectors ``a`` to ``b``, ``(..., 3)`` each → ``(..., 3, 3)``.
+
+    Rodrigues: ``I + [v]× + [v]×² / (1 + c)`` with ``v = a × b``, ``c = a · b``; for (nearly)
+    opposite vectors a half turn about an axis perpendicular to ``a``.
+    """
+    v = np.cross(a, b)
+    c = (a * b).sum(axis=-1)
+    Vx = np.zeros((*a.shape[:-1], 3, 3))
+    Vx[..., 0, 1], Vx[..., 0, 2] = -v[..., 2], v[..., 1]
+    Vx[..., 1, 0], Vx[..., 1, 2] = v[..., 2], -v[..., 0]
+    Vx[..., 2, 0], Vx[..., 2, 1] = -v[..., 1], v[..., 0]
+    eye = np.broadcast_to(np.eye(3), Vx.shape)
+    opposite = 1.0 + c < 1e-9
+    R = eye + Vx + (Vx @ Vx) / np.where(opposite, 1.0, 1.0 + c)[..., None, None]
+    if opposite.any():
+        axis = np.cross(a, np.array([1.0, 0.0, 0.0]))
+        axis = np.where((np.linalg.norm(axis, axis=-1) < 1e-6)[..., None], np.cross(a, np.array([0.0, 0.0, 1.0])), axis)
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        half_turn = 2.0 * axis[..., :, None] * axis[..., None, :] - eye
+        R = np.where(opposite[..., None, None], half_turn, R)
+    return R
+
+
+def _unit(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
+
+
+def _kinematics(
+    p: DuetParams, tt: NDArray[np.float64], pull: NDArray[np.float64] | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Forward kinematics at times ``tt`` ``(S, T)`` before the floor lift.
+
+    Args:
+        pull: ``(S, T, J, 3)`` unit world directions that dancer 1's bones ``parent(j) → j`` are
+            blended towards with weight ``w (S, J)`` = the string strengths (world coupling);
+            ``None``: no world strings.
+
+    Returns:
+        Joint positions relative to each pelvis ``(S, D, T, J, 3)`` metres and the world
+        directions of every bone ``parent(j) → j`` ``(S, D, T, J, 3)`` (unit; 0 for the root).
+    """
+    u = _activations(p, tt)[..., _ART, :]  # (S, D, T, A, 3), A articulated joints
+    ang = _MID[_ART] + _HALF[_ART] * u  # radians
+    side = _SIDE[_ART]
+    Q = _local_rotation(ang[..., 0], side * ang[..., 1], side * ang[..., 2])  # (S, D, T, A, 3, 3)
+    _, yaw = _root_path(p, tt)
+    R: list[NDArray[np.float64]] = [_yaw_rotation(yaw)]  # (S, D, T, 3, 3) world rotation of each bone
+    pos: list[NDArray[np.float64]] = [np.zeros((*yaw.shape, 3))]  # (S, D, T, 3) relative to the pelvis
+    dirs: list[NDArray[np.float64]] = [np.zeros((*yaw.shape, 3))]
+    slot = {j: a for a, j in enumerate(ARTICULATED)}
+    strength = p.edges.max(axis=1) if pull is not None else None  # (S, J) of each driven joint
+    for j in range(1, J):
+        par = CANONICAL.parents[j]
+        Rj = R[par] @ Q[..., slot[j], :, :] if j in slot else R[par]
+        off = p.offsets[:, :, None, j, None, :]  # (S, D, 1, 1, 3)
+        bone = (Rj * off).sum(axis=-1)  # (S, D, T, 3)
+        if pull is not None and strength is not None and strength[:, j].any():
+            own = _unit(bone[:, 1])  # (S, T, 3) dancer 1's own direction
+            w = strength[:, j, None, None]  # (S, 1, 1)
+            target = (1.0 - w) * own + w * pull[:, :, j]
+            target = np.where(np.linalg.norm(target, axis=-1, keepdims=True) > 1e-9, target, pull[:, :, j])
+            turn = _align(own, _unit(target))  # (S, T, 3, 3); identity where w = 0
+            Rj = Rj.copy()
+            Rj[:, 1] = turn @ Rj[:, 1]
+            bone = (Rj * off).sum(axis=-1)
+        R.append(Rj)
+        pos.append(pos[par] + bone)
+        dirs.append(_unit(bone))
+    return np.stack(pos, axis=3), np.stack(dirs, axis=3)
+
+
 def render(p: DuetParams, t: NDArray[np.floating]) -> NDArray[np.float64]:
     """Joint positions of every duet at times ``t`` → ``(S, T, D, J, 3)`` metres.
 
     ``t`` is ``(T,)`` seconds, shared by every duet, or ``(S, T)``, one time line per duet.
 
     Forward kinematics: ``R_j = R_parent(j) · Q_j`` and ``p_j = p_parent(j) + R_j · offset_j``, with
-    the root rotation a yaw; bone lengths are the offsets' norms, exactly.
+    the root rotation a yaw; bone lengths are the offsets' norms, exactly. With world coupling,
+    dancer 1's driven bones are turned towards dancer 0's driver bones' world directions
+    ``lag_s`` earlier (rendered first; dancer 0 does not depend on dancer 1).
     """
     tt: NDArray[np.float64] = np.asarray(t, dtype=np.float64)
     tt = np.broadcast_to(tt, (p.num_duets, tt.shape[-1])) if tt.ndim == 1 else tt  # (S, T)
-    u = _activations(p, tt)[..., _ART, :]  # (S, D, T, A, 3), A articulated joints
-    ang = _MID[_ART] + _HALF[_ART] * u  # radians
-    side = _SIDE[_ART]
-    Q = _local_rotation(ang[..., 0], side * ang[..., 1], side * ang[..., 2])  # (S, D, T, A, 3, 3)
-    ground, yaw = _root_path(p, tt)
-    R: list[NDArray[np.float64]] = [_yaw_rotation(yaw)]  # (S, D, T, 3, 3) world rotation of each bone
-    pos: list[NDArray[np.float64]] = [np.zeros((*yaw.shape, 3))]  # (S, D, T, 3) relative to the pelvis
-    slot = {j: a for a, j in enumerate(ARTICULATED)}
-    for j in range(1, J):
-        par = CANONICAL.parents[j]
-        R.append(R[par] @ Q[..., slot[j], :, :] if j in slot else R[par])
-        off = p.offsets[:, :, None, j, None, :]  # (S, D, 1, 1, 3)
-        pos.append(pos[par] + (R[j] * off).sum(axis=-1))
-    body = np.stack(pos, axis=3)  # (S, D, T, J, 3)
+    pull = None
+    if p.coupling == "world" and p.edges.any():
+        _, dirs_late = _kinematics(p, tt - p.lag_s)  # (S, D, T, J, 3) lag_s seconds earlier
+        driver = p.edges.argmax(axis=1)  # (S, J) dancer-0 driver of each dancer-1 joint
+        s_idx = np.arange(p.num_duets)[:, None, None]
+        t_idx = np.arange(tt.shape[1])[None, :, None]
+        pull = dirs_late[:, 0][s_idx, t_idx, driver[:, None, :]]  # (S, T, J, 3)
+    body, _ = _kinematics(p, tt, pull)  # (S, D, T, J, 3)
+    ground, _ = _root_path(p, tt)
     # Stand on the floor: the lowest of ankles (minus ankle height) and toes (minus toe height) at y = 0.
     lows = np.stack([
         body[..., 12, 1] - p.ankle_height[..., None], body[..., 16, 1] - p.ankle_height[..., None],
@@ -432,7 +542,7 @@ def _config_params(cfg: SyntheticConfig) -> DuetParams:
     edges = strings_to_edges(strings, cfg.strength)[None]  # (1, J, J)
     return sample_params(
         rng, edges, cfg.lag_frames / cfg.fps, oscillators=cfg.oscillators, freq_hz=cfg.freq_hz,
-        height_m=cfg.height_m,
+        height_m=cfg.height_m, coupling=cfg.coupling,
     )
 
 
@@ -449,6 +559,7 @@ def generate_clip(cfg: SyntheticConfig) -> Clip:
             "duration_s": cfg.duration_s, "fps": cfg.fps, "num_strings": cfg.num_strings,
             "lag_s": cfg.lag_s, "strength": cfg.strength, "seed": cfg.seed,
             "oscillators": cfg.oscillators, "freq_hz": list(cfg.freq_hz), "height_m": list(cfg.height_m),
+            "coupling": cfg.coupling,
         },
         "strings": strings,
         "string_names": [f"{CANONICAL.joint_names[i]}->{CANONICAL.joint_names[j]}" for i, j in strings],
@@ -485,6 +596,7 @@ def make_dataset(
     seed: int = 0,
     oscillators: int = 3,
     chunk_frames: int = 50_000,
+    coupling: Coupling = "local",
 ) -> SyntheticDataset:
     """Generate ``n_clips`` independent duets, each with its own bodies, motion and random strings.
 
@@ -497,6 +609,7 @@ def make_dataset(
         seed: seed of the generator.
         oscillators: sinusoids per joint angle.
         chunk_frames: clips are rendered in chunks of about this many frames (bounds memory).
+        coupling: how the strings act (``"world"``: use a lag of 1–2 frames, e.g. ``lag_s=1/fps``).
 
     Each clip starts at a random time in its oscillators, so clips are not aligned in phase.
     """
@@ -508,14 +621,15 @@ def make_dataset(
     if not 0 < strength[0] <= strength[1] <= 1:
         raise SyntheticError(f"strength must be a range within (0, 1], got {strength}")
     # A config only to validate fps and lag the same way as for a single clip.
-    cfg = SyntheticConfig(duration_s=frames_per_clip / fps, fps=fps, lag_s=lag_s, oscillators=oscillators)
+    cfg = SyntheticConfig(duration_s=frames_per_clip / fps, fps=fps, lag_s=lag_s, oscillators=oscillators,
+                          coupling=coupling)
     rng = np.random.default_rng(seed)
     edges = np.zeros((n_clips, J, J), dtype=np.float32)
     counts = rng.integers(lo, hi + 1, size=n_clips)
     for s in range(n_clips):
         strings = sample_strings(rng, int(counts[s]))
         edges[s] = strings_to_edges(strings, rng.uniform(strength[0], strength[1], size=len(strings)))
-    params = sample_params(rng, edges, cfg.lag_frames / fps, oscillators=oscillators)
+    params = sample_params(rng, edges, cfg.lag_frames / fps, oscillators=oscillators, coupling=coupling)
     start = rng.uniform(0.0, 600.0, size=n_clips)  # seconds into each duet's endless motion
     out = np.empty((n_clips, frames_per_clip, D, J, 3), dtype=np.float32)
     per = max(1, chunk_frames // frames_per_clip)
@@ -531,7 +645,7 @@ def _slice(p: DuetParams, a: int, b: int) -> DuetParams:
     return DuetParams(
         offsets=p.offsets[a:b], ankle_height=p.ankle_height[a:b], toe_height=p.toe_height[a:b],
         freq=p.freq[a:b], amp=p.amp[a:b], phase=p.phase[a:b], edges=p.edges[a:b], lag_s=p.lag_s,
-        root=p.root[a:b],
+        root=p.root[a:b], coupling=p.coupling,
     )
 
 

@@ -4,9 +4,12 @@
 :func:`evaluate_duet`); the training itself is the project's one loop, :func:`training.loop.fit`,
 driven by :class:`DuetNRITask`.
 
-Data may be a clip ``.npz``, a directory of clips, or ``synthetic:S[:FRAMES[:SEED]]`` —
-``S`` fresh synthetic duets of ``FRAMES`` frames (default 96) from
-:func:`stream.synthetic.make_dataset`, each with its own random planted strings.
+Data may be a clip ``.npz``, a directory of clips, or ``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]]``
+— ``S`` fresh synthetic duets of ``FRAMES`` frames (default 96) from
+:func:`stream.synthetic.make_dataset`, each with its own random planted strings acting with
+``COUPLING`` ``local`` (default: on the driven bone's angles relative to its parent, lag 6
+frames = 0.2 s) or ``world`` (on its world direction, lag 1 frame), ``LAG`` in frames
+overriding that default; e.g. ``synthetic:300:96:0:world:1``.
 
 Scores (see ``docs/results.md ("the duet NRI variant")``): the strength of an edge is ``1 − P(type 0)``;
 ``auroc`` ranks the ``J·J`` forward edges (dancer-0 joint i → dancer-1 joint j) of every clip,
@@ -87,14 +90,7 @@ def load_duet_clips(data: str | Path | Clip | Sequence[Clip], synthetic_frames: 
         return list(data)
     text = str(data)
     if text.startswith(SYNTHETIC_PREFIX):
-        parts = text[len(SYNTHETIC_PREFIX) :].split(":")
-        try:
-            n = int(parts[0])
-            frames = int(parts[1]) if len(parts) > 1 and parts[1] else synthetic_frames
-            seed = int(parts[2]) if len(parts) > 2 else 0
-        except ValueError as exc:
-            raise DuetDataError(f"bad synthetic spec {text!r}; write synthetic:S[:FRAMES[:SEED]]") from exc
-        return synthetic_clips(n, frames, seed)
+        return _synthetic_spec(text, synthetic_frames)
     path = Path(text)
     if path.is_dir():
         files = sorted(path.glob("*.npz"))
@@ -106,12 +102,51 @@ def load_duet_clips(data: str | Path | Clip | Sequence[Clip], synthetic_frames: 
     return [Clip.load(path)]
 
 
-def synthetic_clips(n_clips: int, frames: int, seed: int = 0) -> list[Clip]:
-    """``n_clips`` independent synthetic duets with planted strings (1–4 each, strength 0.6–1)."""
-    from stream.synthetic import make_dataset
+SYNTHETIC_SPEC = "synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]] (COUPLING local or world, LAG in frames)"
+DEFAULT_LAG_FRAMES = {"local": 6, "world": 1}
+"""Lag of a synthetic spec without LAG, frames at 30 fps, per coupling."""
 
-    ds = make_dataset(n_clips, frames, seed=seed)
-    prov = {"source": "stream.synthetic.make_dataset", "seed": seed, "frames": frames}
+
+def _synthetic_spec(text: str, synthetic_frames: int) -> list[Clip]:
+    """Clips of a ``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]]`` spec."""
+    parts = text[len(SYNTHETIC_PREFIX) :].split(":")
+    try:
+        if len(parts) > 5:
+            raise ValueError("too many fields")
+        n = int(parts[0])
+        frames = int(parts[1]) if len(parts) > 1 and parts[1] else synthetic_frames
+        seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
+        coupling = parts[3] if len(parts) > 3 and parts[3] else "local"
+        if coupling not in DEFAULT_LAG_FRAMES:
+            raise ValueError(f"unknown coupling {coupling!r}")
+        lag = int(parts[4]) if len(parts) > 4 and parts[4] else None
+    except ValueError as exc:
+        raise DuetDataError(f"bad synthetic spec {text!r} ({exc}); write {SYNTHETIC_SPEC}") from exc
+    return synthetic_clips(n, frames, seed, coupling=coupling, lag_frames=lag)
+
+
+def synthetic_clips(
+    n_clips: int, frames: int, seed: int = 0, *, coupling: str = "local", lag_frames: int | None = None
+) -> list[Clip]:
+    """``n_clips`` independent synthetic duets with planted strings (1–4 each, strength 0.6–1).
+
+    Args:
+        coupling: ``"local"`` or ``"world"`` (see :mod:`stream.synthetic`).
+        lag_frames: delay of the strings in frames at 30 fps; default :data:`DEFAULT_LAG_FRAMES`.
+
+    Raises:
+        DuetDataError: an unknown coupling or a lag out of range.
+    """
+    from stream.synthetic import SyntheticError, make_dataset
+
+    fps = 30.0
+    lag = DEFAULT_LAG_FRAMES.get(coupling, 0) if lag_frames is None else lag_frames
+    try:
+        ds = make_dataset(n_clips, frames, seed=seed, fps=fps, lag_s=lag / fps, coupling=coupling)  # type: ignore[arg-type]
+    except SyntheticError as exc:
+        raise DuetDataError(f"cannot make synthetic duets: {exc}") from exc
+    prov = {"source": "stream.synthetic.make_dataset", "seed": seed, "frames": frames, "coupling": coupling,
+            "lag_frames": lag}
     return [
         Clip(joints=ds.joints[s], fps=ds.fps, edges=ds.edges[s], edge_lag=ds.lag, provenance={**prov, "index": s})
         for s in range(n_clips)

@@ -233,6 +233,72 @@ def test_stream_continues_the_clip_without_a_seam() -> None:
     assert step.max() < 0.2  # < 5 m/s at 25 fps: no jumps at block boundaries
 
 
+# ----------------------------------------------------------------------------- world coupling
+
+
+def unit_bones(joints: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Unit world directions of every bone ``parent(j) → j``: ``(T, D, J, 3)`` → same (root: 0)."""
+    X = np.asarray(joints, dtype=np.float64)
+    bone = X - X[:, :, PARENT]
+    n = np.linalg.norm(bone, axis=-1, keepdims=True)
+    return bone / np.where(n > 0, n, 1.0)
+
+
+WORLD_STRINGS = ((5, 11), (9, 6), (13, 8), (16, 3))  # l_elbow→l_knee, r_wrist→l_wrist, l_foot→r_elbow, r_ankle→head
+
+
+@pytest.mark.parametrize("lag_frames", [1, 2])
+def test_world_strings_copy_the_drivers_bone_direction_a_lag_later(lag_frames: int) -> None:
+    cfg = SyntheticConfig(duration_s=3.0, strings=WORLD_STRINGS, strength=1.0, lag_s=lag_frames / 30.0,
+                          coupling="world", seed=5)
+    X = generate_clip(cfg).joints  # (T, D, J, 3)
+    d = unit_bones(X)
+    L = lag_frames
+    for i, j in WORLD_STRINGS:
+        err = np.abs(d[L:, 1, j] - d[:-L, 0, i]).max()
+        assert err < 1e-5, f"{i}->{j}: driven bone off the driver's lagged direction by {err}"
+        # Not the same as a plain copy without the lag (the motion is not static).
+        assert np.abs(d[:, 1, j] - d[:, 0, i]).max() > 1e-3
+    # Bone lengths stay exact, including the subtree under a driven joint (r_elbow's wrist).
+    lengths = np.linalg.norm(X - X[:, :, PARENT], axis=-1)  # (T, D, J)
+    assert np.abs(lengths - lengths[:1]).max() < BONE_TOL_M
+
+
+def test_world_strength_blends_and_leaves_dancer_zero_and_undriven_joints_alone() -> None:
+    base = {"duration_s": 2.0, "strings": ((6, 9),), "lag_s": 1 / 30.0, "seed": 8}
+    full = generate_clip(SyntheticConfig(**base, strength=1.0, coupling="world")).joints  # type: ignore[arg-type]
+    half = generate_clip(SyntheticConfig(**base, strength=0.5, coupling="world")).joints  # type: ignore[arg-type]
+    local = generate_clip(SyntheticConfig(**base, strength=0.5)).joints  # type: ignore[arg-type]
+    np.testing.assert_allclose(half[:, 0], local[:, 0], atol=1e-6)  # the driver is the same dancer
+    d_full, d_half = unit_bones(full), unit_bones(half)
+    # A half-strength bone lies between its own direction and the driver's: closer to the driver than
+    # an undriven body would be, yet not on it.
+    gap_full = np.abs(d_full[1:, 1, 9] - d_full[:-1, 0, 6]).max()
+    gap_half = np.linalg.norm(d_half[1:, 1, 9] - d_half[:-1, 0, 6], axis=-1)
+    assert gap_full < 1e-5 and gap_half.max() > 1e-2
+    # Joints off the driven chain (the left arm of dancer 1) move as without world strings.
+    np.testing.assert_allclose(d_half[:, 1, [5, 6]], unit_bones(local)[:, 1, [5, 6]], atol=1e-5)
+    # The subtree under a driven bone turns with it: the wrist's bend stays what the angles say.
+    lengths = np.linalg.norm(half - half[:, :, PARENT], axis=-1)
+    assert np.abs(lengths - lengths[:1]).max() < BONE_TOL_M
+
+
+def test_make_dataset_world_mode_is_rigid_and_carries_its_strings() -> None:
+    ds = make_dataset(4, 40, seed=2, lag_s=1 / 30.0, strength=(1.0, 1.0), coupling="world")
+    assert ds.lag == 1 and ds.joints.shape == (4, 40, 2, J, 3)
+    for s in range(4):
+        d = unit_bones(ds.joints[s])
+        lengths = np.linalg.norm(ds.joints[s] - ds.joints[s][:, :, PARENT], axis=-1)
+        assert np.abs(lengths - lengths[:1]).max() < BONE_TOL_M
+        for i, j in zip(*np.nonzero(ds.edges[s]), strict=True):
+            assert np.abs(d[1:, 1, j] - d[:-1, 0, i]).max() < 1e-5
+    # Same seed, local coupling: same strings and same driver motion, other driven motion.
+    loc = make_dataset(4, 40, seed=2, lag_s=1 / 30.0, strength=(1.0, 1.0))
+    np.testing.assert_array_equal(loc.edges, ds.edges)
+    np.testing.assert_allclose(loc.joints[:, :, 0], ds.joints[:, :, 0], atol=1e-6)
+    assert np.abs(loc.joints[:, :, 1] - ds.joints[:, :, 1]).max() > 1e-2
+
+
 # ----------------------------------------------------------------------------- config and command line
 
 
@@ -246,6 +312,7 @@ def test_stream_continues_the_clip_without_a_seam() -> None:
         ({"strings": ((6, 9), (3, 9))}, "driven twice"),
         ({"lag_s": -0.1}, "lag_s"),
         ({"duration_s": 0}, "no frame"),
+        ({"coupling": "global"}, "coupling must be one of local, world"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object], match: str) -> None:

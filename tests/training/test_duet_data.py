@@ -141,3 +141,19 @@ def test_normalizer_and_nodes() -> None:
     np.testing.assert_array_equal(to_nodes(src.windows, g)[:, :, 2], src.windows[:, :, 1, 4])
     with pytest.raises(DuetDataError, match="no windows"):
         Normalizer.fit(np.zeros((0, 8, 2, J, 6)))
+
+
+def test_synthetic_spec_threads_coupling_and_lag() -> None:
+    from training.duet_nri import load_duet_clips
+
+    local = load_duet_clips("synthetic:2:20:5")
+    world = load_duet_clips("synthetic:2:20:5:world")
+    world2 = load_duet_clips("synthetic:2:20:5:world:2")
+    assert [c.edge_lag for c in (local[0], world[0], world2[0])] == [6, 1, 2]
+    assert world[0].provenance["coupling"] == "world" and local[0].provenance["coupling"] == "local"
+    np.testing.assert_array_equal(local[1].edges, world[1].edges)  # same seed, same strings
+    assert np.abs(local[1].joints[:, 1] - world[1].joints[:, 1]).max() > 1e-2  # acting differently
+    for bad, match in (("synthetic:2:20:5:global", "unknown coupling"), ("synthetic:2:20:5:world:x", "bad synthetic"),
+                       ("synthetic:2:20:5:world:1:9", "too many"), ("synthetic:2:20:5:world:-1", "lag_s")):
+        with pytest.raises(DuetDataError, match=match):
+            load_duet_clips(bad)
