@@ -18,8 +18,9 @@ from stream.bvh import (
     read_bvh,
 )
 from stream.skeleton import CANONICAL, Layout, layout_map
+from tests.shared_paths import CMU_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmu-mocap"
+DATA = CMU_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared CMU data not found at {DATA}")
 
 

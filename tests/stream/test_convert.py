@@ -24,8 +24,9 @@ from stream.convert import (
     smpl29_duet_to_canonical,
 )
 from stream.skeleton import CANONICAL, SMPL29_NAMES
+from tests.shared_paths import CMU_DATA
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmu-mocap"
+DATA = CMU_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared CMU data not found at {DATA}")
 ISTRINGS = Path(sys.executable).with_name("istrings")
 

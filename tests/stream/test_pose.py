@@ -23,8 +23,9 @@ from stream.pose import (
     suppress_duplicates,
 )
 from stream.skeleton import MEDIAPIPE33_NAMES
+from tests.shared_paths import FIXTURE_IMAGES
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
+IMAGES = FIXTURE_IMAGES
 NOSE, L_HIP, R_HIP = 0, MEDIAPIPE33_NAMES.index("left_hip"), MEDIAPIPE33_NAMES.index("right_hip")
 
 

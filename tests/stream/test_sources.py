@@ -27,8 +27,9 @@ from stream.sources import (
     open_source,
     parse_source,
 )
+from tests.shared_paths import FIXTURE_IMAGES
 
-IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "images"
+IMAGES = FIXTURE_IMAGES
 
 
 def _video(path: Path, frames: int, fps: float = 30.0) -> Path:

@@ -10,6 +10,7 @@ import torch
 
 from stream.clip import Clip
 from stream.skeleton import CANONICAL, J
+from tests.shared_paths import CMU_DATA
 from training.forecast_data import (
     BaselineScales,
     ForecastDataError,
@@ -28,7 +29,7 @@ from training.forecast_data import (
     zero_velocity,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmu-mocap"
+SHARED = CMU_DATA
 FPS = 60.0
 
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from stream.cli import build_app
 from stream.clip import Clip
 from stream.skeleton import CANONICAL, J
+from tests.shared_paths import CMU_DATA
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.duet_data import rotation_y
 from training.forecast_data import (
@@ -37,7 +38,7 @@ from training.stga.task import STGATask, STGATaskConfig
 from training.stga.temporal import TemporalDilatedConv
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data" / "cmu-mocap"
+SHARED = CMU_DATA
 TINY = STGAConfig(past_frames=6, horizons_ms=(80.0, 160.0, 320.0), hidden=8, heads=2, embed=4, dilations=(1, 2))
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
 
