@@ -49,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.synthetic",
     "training.stga_commands",
     "training.mkff_commands",
+    "training.report_commands",
 )
 
 CONFIG_ENV = "ISTRINGS_CONFIG"

@@ -22,41 +22,15 @@ from stream.synthetic import (
     generate_clip,
     make_dataset,
 )
+from training.reports.echo import PARENT as ECHO_PARENT
+from training.reports.echo import bend_cosines, facing_frame_directions
 
-PARENT = np.array([max(p, 0) for p in CANONICAL.parents])  # the root is its own parent (zero bone)
+PARENT = ECHO_PARENT  # the root is its own parent (zero bone)
 ENV = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
 BONE_TOL_M = 1e-5
 
 
 # ----------------------------------------------------------------------------- plain scores
-
-
-def bend_cosines(joints: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Cosine of the angle between each bone ``parent(j) → j`` and its parent's bone: ``(T, D, J, 3)`` → ``(T, D, J)``.
-
-    The direction of a bone relative to its parent bone, from positions alone (0 where a bone is missing).
-    """
-    X = np.asarray(joints, dtype=np.float64)
-    bone = X - X[:, :, PARENT]  # (T, D, J, 3)
-    parent_bone = bone[:, :, PARENT]
-    den = np.linalg.norm(bone, axis=-1) * np.linalg.norm(parent_bone, axis=-1)
-    return np.where(den > 0, (bone * parent_bone).sum(-1) / np.where(den > 0, den, 1.0), 0.0)
-
-
-def facing_frame_directions(joints: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Unit bone directions ``parent(j) → j`` in each dancer's own facing frame: ``(T, D, J, 3)`` → same.
-
-    The facing comes from the hip line (dancer's left = +x, y up); the root's zero bone stays 0.
-    """
-    X = np.asarray(joints, dtype=np.float64)
-    left = X[:, :, CANONICAL.index("l_hip")] - X[:, :, CANONICAL.index("r_hip")]  # (T, D, 3)
-    yaw = np.arctan2(-left[..., 2], left[..., 0])[..., None]  # (T, D, 1): left = (cos ψ, 0, -sin ψ)
-    bone = X - X[:, :, PARENT]
-    x = np.cos(yaw) * bone[..., 0] - np.sin(yaw) * bone[..., 2]  # rotate by -ψ about y
-    z = np.sin(yaw) * bone[..., 0] + np.cos(yaw) * bone[..., 2]
-    out = np.stack([x, bone[..., 1], z], axis=-1)
-    norm = np.linalg.norm(out, axis=-1, keepdims=True)
-    return out / np.where(norm > 0, norm, 1.0)
 
 
 def _standardise(a: NDArray[np.float64]) -> NDArray[np.float64]:
