@@ -1,0 +1,1 @@
+"""The rehearsal report (`istrings report`): see :mod:`training.reports.build` and ``docs/report.md``."""
