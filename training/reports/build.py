@@ -195,7 +195,7 @@ def make_report(session: Session, out: Path, options: ReportOptions = ReportOpti
     Raises:
         ReportError: ``--strings nri`` without a usable ``nri.onnx``, or a session too short.
     """
-    from inference.models_live import load_models
+    from inference.models_live import DEFAULT_MODELS_DIR, MODEL_FILES, load_models
     from training.reports import analysis as A
     from training.reports import figures
     from training.reports.html import write_index
@@ -203,9 +203,6 @@ def make_report(session: Session, out: Path, options: ReportOptions = ReportOpti
 
     def step(stage: str) -> Callable[[float], None]:
         return lambda f: on_progress(stage, f) if on_progress is not None else None
-
-    out.mkdir(parents=True, exist_ok=True)
-    from inference.models_live import DEFAULT_MODELS_DIR, MODEL_FILES
 
     nri_path = (options.models or DEFAULT_MODELS_DIR) / MODEL_FILES["nri"]
     if options.strings == "nri" and not nri_path.is_file():
@@ -215,6 +212,7 @@ def make_report(session: Session, out: Path, options: ReportOptions = ReportOpti
     models = load_models(options.models, device=options.device, kinds=("nri", "stga") if use_nri else ("stga",))
     if options.strings == "nri" and models.strings is None:
         raise ReportError(f"--strings nri needs an NRI model: {models.problems.get('nri', 'not loaded')}")
+    out.mkdir(parents=True, exist_ok=True)
     X, t = session.joints, session.times
     try:
         if models.strings is not None:
@@ -237,14 +235,12 @@ def make_report(session: Session, out: Path, options: ReportOptions = ReportOpti
             fq = A.forecast_quality(t, X, models.forecast, progress=step("forecasts"))
         except ValueError as exc:
             log.warning("no forecast section: %s", exc)
-    pics = {
-        "heatmap": figures.heatmap(tl, out / "heatmap.png"),
-        "timeline": figures.timeline(tl, distance, out / "timeline.png"),
-        "hubs": figures.hubs(hub, X, out / "hubs.png"),
-        "tension": figures.tension(tl, episodes, top, t, X, out / "tension.png"),
-    }
+    figures.heatmap(tl, out / "heatmap.png")
+    figures.timeline(tl, distance, out / "timeline.png")
+    figures.hubs(hub, X, out / "hubs.png")
+    figures.tension(tl, episodes, top, t, X, out / "tension.png")
     if fq is not None:
-        pics["forecast"] = figures.forecast(fq, out / "forecast.png")
+        figures.forecast(fq, out / "forecast.png")
     step("figures")(1.0)
     video_fps = options.video_fps or min(session.fps, 30.0)
     try:
