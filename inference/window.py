@@ -205,14 +205,7 @@ class FrameBuffer:
         if self.count == 0:
             raise WindowError("no frame buffered yet")
         t, x, _ = self._view()
-        want = t[-1] - (frames - 1 - np.arange(frames)) / fps  # (T,) s, oldest first
-        hi = np.searchsorted(t, want, side="left")  # first buffered time >= want
-        hi = np.clip(hi, 0, len(t) - 1)
-        lo = np.maximum(hi - 1, 0)
-        span = t[hi] - t[lo]
-        w = np.where(span > 0, (want - t[lo]) / np.where(span > 0, span, 1.0), 1.0)
-        w = np.clip(w, 0.0, 1.0).astype(np.float32)[:, None, None, None]  # (T, 1, 1, 1)
-        return (1 - w) * x[lo] + w * x[hi]  # (T, D, J, 3)
+        return interpolate(t, x, t[-1] - (frames - 1 - np.arange(frames)) / fps)  # (T, D, J, 3), oldest first
 
     def history(self, span_s: float) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
         """Times ``(n,)`` s and joints ``(n, D, J, 3)`` of the frames in the last ``span_s`` seconds."""
@@ -226,14 +219,27 @@ def model_window(buffer: FrameBuffer, spec: WindowSpec) -> NDArray[np.float32]:
     return normalize(features(buffer.resampled(spec.frames, spec.fps), spec.fps), spec)
 
 
+def interpolate(
+    times: NDArray[np.floating], joints: NDArray[np.floating], at: NDArray[np.floating]
+) -> NDArray[np.float32]:
+    """Frames ``joints (n, ...)`` at increasing ``times (n,)`` s, linearly interpolated to ``at (M,)`` s → ``(M, ...)``.
+
+    Times outside ``[times[0], times[-1]]`` repeat the first or last frame.
+    """
+    ts = np.asarray(times, dtype=np.float64)
+    q = np.asarray(at, dtype=np.float64)
+    x = np.asarray(joints)
+    hi = np.clip(np.searchsorted(ts, q, side="left"), 0, len(ts) - 1)  # first frame at or after each time
+    lo = np.maximum(hi - 1, 0)
+    span = ts[hi] - ts[lo]
+    w = np.where(span > 0, (q - ts[lo]) / np.where(span > 0, span, 1.0), 1.0)
+    w = np.clip(w, 0.0, 1.0).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1)))  # (M, 1, …)
+    return np.asarray((1 - w) * x[lo] + w * x[hi], dtype=np.float32)
+
+
 def interpolate_at(times: NDArray[np.floating], joints: NDArray[np.floating], t: float) -> NDArray[np.float32]:
     """Joints ``(D, J, 3)`` at time ``t`` from frames ``times (n,)``, ``joints (n, D, J, 3)`` (clamped)."""
-    ts = np.asarray(times)
-    hi = int(np.clip(np.searchsorted(ts, t, side="left"), 0, len(ts) - 1))
-    lo = max(hi - 1, 0)
-    span = ts[hi] - ts[lo]
-    w = float(np.clip((t - ts[lo]) / span, 0.0, 1.0)) if span > 0 else 1.0
-    return np.asarray((1 - w) * joints[lo] + w * joints[hi], dtype=np.float32)
+    return interpolate(times, joints, np.array([t]))[0]
 
 
 def joints_from_config(config: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:

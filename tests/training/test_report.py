@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inference.window import interpolate as sample_at
 from stream.clip import Clip
 from stream.skeleton import CANONICAL, J
 from stream.synthetic import SyntheticConfig, generate_clip
@@ -22,7 +23,6 @@ from tests.shared_paths import FIXTURE_IMAGES
 from training.reports.analysis import (
     StringsTimeline,
     hub_scores,
-    sample_at,
     tension_episodes,
     top_strings,
 )

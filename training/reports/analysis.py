@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.window import interpolate
 from stream.skeleton import CANONICAL, J
 
 D = 2
@@ -76,19 +77,14 @@ class StringsTimeline:
         return np.asarray(self.strength >= self.threshold)
 
 
-def sample_at(
-    times: NDArray[np.floating], joints: NDArray[np.floating], at: NDArray[np.floating]
-) -> NDArray[np.float32]:
-    """Linear interpolation of frames ``joints (T, ...)`` at ``times (T,)`` to ``at (M,)`` → ``(M, ...)`` (clamped)."""
-    ts = np.asarray(times, dtype=np.float64)
-    x = np.asarray(joints, dtype=np.float64)
-    q = np.clip(np.asarray(at, dtype=np.float64), ts[0], ts[-1])
-    hi = np.clip(np.searchsorted(ts, q, side="left"), 1, len(ts) - 1) if len(ts) > 1 else np.zeros(len(q), int)
-    lo = np.maximum(hi - 1, 0)
-    span = ts[hi] - ts[lo]
-    w = np.where(span > 0, (q - ts[lo]) / np.where(span > 0, span, 1.0), 1.0)
-    w = w.reshape(-1, *([1] * (x.ndim - 1)))
-    return np.asarray((1 - w) * x[lo] + w * x[hi], dtype=np.float32)
+def moving_average(x: NDArray[np.floating], k: int) -> NDArray[np.float64]:
+    """Centred mean over ``k`` samples along axis 0, the ends repeated: ``(T, ...)`` → ``(T, ...)``."""
+    a = np.asarray(x, np.float64)
+    if k <= 1:
+        return a
+    pad = np.pad(a, [(k // 2, k - 1 - k // 2)] + [(0, 0)] * (a.ndim - 1), mode="edge")
+    c = np.cumsum(np.concatenate([np.zeros((1, *a.shape[1:])), pad]), axis=0)
+    return (c[k:] - c[:-k]) / k
 
 
 def model_windows(
@@ -97,7 +93,7 @@ def model_windows(
     """Windows of ``frames`` frames at ``fps`` ending at each time of ``ends (M,)``: ``(M, frames, D, J, 3)``."""
     offsets = (np.arange(frames) - (frames - 1)) / fps  # (frames,) seconds, oldest first
     at = (np.asarray(ends)[:, None] + offsets[None, :]).reshape(-1)  # (M·frames,)
-    return sample_at(times, joints, at).reshape(len(ends), frames, D, J, 3)
+    return interpolate(times, joints, at).reshape(len(ends), frames, D, J, 3)
 
 
 def nri_strings(
@@ -206,8 +202,7 @@ def pair_distance(
     dist = np.linalg.norm(np.asarray(joints[:, 0, i], np.float64) - np.asarray(joints[:, 1, j], np.float64), axis=-1)
     ts = np.asarray(times, np.float64)
     dt = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
-    k = max(1, round(0.2 / dt))
-    smooth = np.convolve(np.pad(dist, (k // 2, k - 1 - k // 2), mode="edge"), np.ones(k) / k, mode="valid")
+    smooth = moving_average(dist, max(1, round(0.2 / dt)))
     rate = np.gradient(smooth, ts) if len(ts) > 1 else np.zeros_like(smooth)
     return np.interp(at, ts, smooth), np.interp(at, ts, rate)
 
@@ -306,7 +301,7 @@ def forecast_quality(
         pred = model(win)  # (H, D, J, 3)
         ok = ends[f] + hz <= last_t + 1e-9
         if ok.any():
-            truth = sample_at(times, joints, ends[f] + hz[ok])  # (h, D, J, 3)
+            truth = interpolate(times, joints, ends[f] + hz[ok])  # (h, D, J, 3)
             err[f, ok] = 1000 * np.linalg.norm(pred[ok] - truth, axis=-1).mean(axis=(1, 2))
             base[f, ok] = 1000 * np.linalg.norm(win[-1][None] - truth, axis=-1).mean(axis=(1, 2))
         if progress is not None:

@@ -57,19 +57,25 @@ def bend_cosines(joints: NDArray[np.floating]) -> NDArray[np.float64]:
     return np.where(den > 0, (bone * parent_bone).sum(-1) / np.where(den > 0, den, 1.0), 0.0)
 
 
+def to_facing_frame(vectors: NDArray[np.floating], joints: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Turn vectors ``(T, D, J, 3)`` into each dancer's facing frame (from the hip line of ``joints
+    (T, D, J, 3)``: the dancer's left is +x, y up) by a rotation about y; lengths are kept."""
+    X = np.asarray(joints, dtype=np.float64)
+    v = np.asarray(vectors, dtype=np.float64)
+    left = X[:, :, CANONICAL.index("l_hip")] - X[:, :, CANONICAL.index("r_hip")]  # (T, D, 3)
+    yaw = np.arctan2(-left[..., 2], left[..., 0])[..., None]  # (T, D, 1): left = (cos ψ, 0, -sin ψ)
+    x = np.cos(yaw) * v[..., 0] - np.sin(yaw) * v[..., 2]  # rotate by -ψ about y
+    z = np.sin(yaw) * v[..., 0] + np.cos(yaw) * v[..., 2]
+    return np.stack([x, v[..., 1], z], axis=-1)
+
+
 def facing_frame_directions(joints: NDArray[np.floating]) -> NDArray[np.float64]:
     """Unit bone directions ``parent(j) → j`` in each dancer's own facing frame.
 
-    ``(T, D, J, 3)`` metres → ``(T, D, J, 3)``. The facing comes from the hip line (the
-    dancer's left is +x, y up); the root's zero bone stays 0.
+    ``(T, D, J, 3)`` metres → ``(T, D, J, 3)`` (:func:`to_facing_frame`); the root's zero bone stays 0.
     """
     X = np.asarray(joints, dtype=np.float64)
-    left = X[:, :, CANONICAL.index("l_hip")] - X[:, :, CANONICAL.index("r_hip")]  # (T, D, 3)
-    yaw = np.arctan2(-left[..., 2], left[..., 0])[..., None]  # (T, D, 1): left = (cos ψ, 0, -sin ψ)
-    bone = X - X[:, :, PARENT]
-    x = np.cos(yaw) * bone[..., 0] - np.sin(yaw) * bone[..., 2]  # rotate by -ψ about y
-    z = np.sin(yaw) * bone[..., 0] + np.cos(yaw) * bone[..., 2]
-    out = np.stack([x, bone[..., 1], z], axis=-1)
+    out = to_facing_frame(X - X[:, :, PARENT], X)
     norm = np.linalg.norm(out, axis=-1, keepdims=True)
     return out / np.where(norm > 0, norm, 1.0)
 

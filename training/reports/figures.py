@@ -25,6 +25,7 @@ from training.reports.analysis import (
     pair_distance,
     pair_name,
 )
+from training.reports.echo import to_facing_frame
 
 DANCER_COLOURS = ("#e8833a", "#2a9d8f")
 KIND_COLOURS = {"tension": "#d62828", "release": "#277da1", "held": "#9e9e9e"}
@@ -77,12 +78,7 @@ def mean_body(joints: NDArray[np.floating]) -> NDArray[np.float64]:
 
     ``(T, D, J, 3)`` → ``(D, J, 3)`` metres."""
     X = np.asarray(joints, np.float64)
-    X = X - X[:, :, :1]
-    left = X[:, :, CANONICAL.index("l_hip")] - X[:, :, CANONICAL.index("r_hip")]  # (T, D, 3)
-    yaw = np.arctan2(-left[..., 2], left[..., 0])[..., None]
-    x = np.cos(yaw) * X[..., 0] - np.sin(yaw) * X[..., 2]
-    z = np.sin(yaw) * X[..., 0] + np.cos(yaw) * X[..., 2]
-    return np.stack([x, X[..., 1], z], axis=-1).mean(axis=0)
+    return to_facing_frame(X - X[:, :, :1], X).mean(axis=0)
 
 
 def hubs(hub: NDArray[np.floating], joints: NDArray[np.floating], path: Path) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream.skeleton import CANONICAL
-from training.reports.analysis import StringsTimeline
+from training.reports.analysis import StringsTimeline, moving_average
 
 DANCER_BGR = ((58, 131, 232), (143, 157, 42))
 TYPE_BGR = {1: (0, 200, 255), 2: (200, 60, 230), 3: (80, 220, 80), 4: (255, 160, 40)}
@@ -62,9 +62,7 @@ def side_view_azimuth(
     d = X[:, 1, 0, [0, 2]] - X[:, 0, 0, [0, 2]]  # (T, 2) x, z
     ts = np.asarray(times, np.float64)
     dt = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
-    k = max(1, round(smooth_s / dt))
-    pad = np.pad(d, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
-    d = np.stack([np.convolve(pad[:, c], np.ones(k) / k, mode="valid") for c in range(2)], axis=-1)
+    d = moving_average(d, max(1, round(smooth_s / dt)))
     return np.degrees(np.arctan2(-d[:, 1], d[:, 0]))
 
 
