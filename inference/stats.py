@@ -1,8 +1,9 @@
 """Rolling figures of the live process: per-stage timings, frame rate, forecast error.
 
-* :class:`RollingTimings` keeps the last ``size`` samples of every stage (monotonic ns) in a
-  fixed numpy ring, so a long run uses constant memory; quantiles are computed on demand
-  (the service reports them once a second over OSC and logs them every ``--log-every-s``).
+* :class:`RollingTimings` (from :mod:`stream.stats`, shared with the capture process) keeps the
+  last ``size`` samples of every stage (monotonic ns) in a fixed numpy ring, so a long run uses
+  constant memory; quantiles are computed on demand (the service reports them once a second
+  over OSC and logs them every ``--log-every-s``).
 * :class:`RateMeter` counts events in a sliding time window (frames per second).
 * :class:`ForecastScorer` compares every forecast with the frame that arrives at its horizon
   (linear interpolation between the two frames around the target time), per horizon, as the
@@ -12,67 +13,14 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-DEFAULT_SIZE = 2048
-"""Samples kept per stage (~1 minute at 30 fps, 2 s at 1,000 fps)."""
+from stream.stats import DEFAULT_SIZE, RollingTimings
 
-
-class RollingTimings:
-    """The last ``size`` durations of each stage, in nanoseconds.
-
-    Args:
-        stages: stage names (:data:`inference.osc.STAGES`).
-        size: samples kept per stage.
-    """
-
-    def __init__(self, stages: Iterable[str], size: int = DEFAULT_SIZE) -> None:
-        self.stages = tuple(stages)
-        self.size = size
-        self._data = {s: np.zeros(size, dtype=np.int64) for s in self.stages}
-        self._n = dict.fromkeys(self.stages, 0)
-
-    def add(self, stage: str, ns: int) -> None:
-        """One sample of ``stage`` (ns)."""
-        n = self._n[stage]
-        self._data[stage][n % self.size] = ns
-        self._n[stage] = n + 1
-
-    def count(self, stage: str) -> int:
-        """Samples ever added to ``stage``."""
-        return self._n[stage]
-
-    def samples_ms(self, stage: str) -> NDArray[np.float64]:
-        """The kept samples of ``stage`` in ms (unordered)."""
-        n = min(self._n[stage], self.size)
-        return self._data[stage][:n].astype(np.float64) / 1e6
-
-    def quantiles_ms(self) -> dict[str, tuple[float, float]]:
-        """``stage → (p50, p99)`` in ms over the kept samples (0 for a stage without samples)."""
-        out = {}
-        for s in self.stages:
-            x = self.samples_ms(s)
-            out[s] = (float(np.quantile(x, 0.5)), float(np.quantile(x, 0.99))) if x.size else (0.0, 0.0)
-        return out
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """``stage → {p50, p99, mean, max, n}`` in ms, JSON-ready (stages without samples left out)."""
-        out: dict[str, dict[str, float]] = {}
-        for s in self.stages:
-            x = self.samples_ms(s)
-            if x.size:
-                out[s] = {"p50": round(float(np.quantile(x, 0.5)), 4), "p99": round(float(np.quantile(x, 0.99)), 4),
-                          "mean": round(float(x.mean()), 4), "max": round(float(x.max()), 4), "n": int(self._n[s])}
-        return out
-
-    def line(self) -> str:
-        """One log line: ``receive 0.02/0.05 clean 0.30/0.61 … ms (p50/p99)``."""
-        q = self.quantiles_ms()
-        return " ".join(f"{s} {p50:.2f}/{p99:.2f}" for s, (p50, p99) in q.items() if self._n[s]) + " ms (p50/p99)"
-
+__all__ = ["DEFAULT_SIZE", "ForecastScorer", "RateMeter", "RollingTimings", "percentiles_ms"]
 
 class RateMeter:
     """Events per second over the last ``window_s`` seconds (shorter right after the start)."""

@@ -37,19 +37,26 @@ from stream.pose import Detections, PoseEstimator
 from stream.protocol import FLAG_WORLD_PLACED, PoseFrame, ProtocolError, encode
 from stream.skeleton import Layout
 from stream.sources import ImageFrame, Source
+from stream.stats import RollingTimings
 
 log = logging.getLogger(__name__)
 
-_KEEP = 100_000  # samples kept per timing series
+_KEEP = 65_536  # frames whose timings the summary covers (the last ones; ~18 min at 60 fps)
+_SERIES = ("pose", "place", "publish", "latency", "added_cpu")
 
 
-def _ms(values: list[int], q: float) -> float:
-    return round(float(np.quantile(np.asarray(values, np.float64), q)) / 1e6, 3) if values else 0.0
+def _ms(values: NDArray[np.float64]) -> dict[str, float]:
+    """``{p50, p99, max}`` in ms (rounded to µs) of samples in ms; zeros without samples."""
+    if not values.size:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    return {"p50": round(float(np.quantile(values, 0.5)), 3), "p99": round(float(np.quantile(values, 0.99)), 3),
+            "max": round(float(values.max()), 3)}
 
 
 @dataclass
 class CaptureStats:
-    """What a capture run did; timings in ns, one sample per published frame (the last 100,000).
+    """What a capture run did; timings in ns, one sample per published frame (the last 65,536, in
+    a ring of constant memory: a capture that runs for hours does not grow).
 
     Attributes:
         frames: items taken from the source.
@@ -58,10 +65,11 @@ class CaptureStats:
         bad_frames: frames that could not be encoded (dropped).
         people: people published, summed over frames.
         frames_with_two: frames with at least two people.
-        pose_ns, place_ns, publish_ns, latency_ns: per-frame stage times and capture→publish latency.
-        added_cpu_ns: CPU time of this thread from the end of pose estimation to the send (placement,
-            frame building, encoding, sending): the work publishing adds, unaffected by other
-            processes competing for the CPU (wall times are, on a loaded machine).
+        timings: per-frame stage times ``pose``, ``place``, ``publish``, the capture→publish
+            ``latency`` and ``added_cpu`` — the CPU time of this thread from the end of pose
+            estimation to the send (placement, frame building, encoding, sending): the work
+            publishing adds, unaffected by other processes competing for the CPU (wall times
+            are, on a loaded machine).
         elapsed_s: wall time of the run.
     """
 
@@ -71,23 +79,16 @@ class CaptureStats:
     bad_frames: int = 0
     people: int = 0
     frames_with_two: int = 0
-    pose_ns: list[int] = field(default_factory=list)
-    place_ns: list[int] = field(default_factory=list)
-    publish_ns: list[int] = field(default_factory=list)
-    latency_ns: list[int] = field(default_factory=list)
-    added_cpu_ns: list[int] = field(default_factory=list)
+    timings: RollingTimings = field(default_factory=lambda: RollingTimings(_SERIES, size=_KEEP))
     elapsed_s: float = 0.0
 
     def add(self, pose: int, place: int, publish: int, latency: int, added_cpu: int) -> None:
-        for series, v in ((self.pose_ns, pose), (self.place_ns, place), (self.publish_ns, publish),
-                          (self.latency_ns, latency), (self.added_cpu_ns, added_cpu)):
-            series.append(v)
-            if len(series) > 2 * _KEEP:
-                del series[:-_KEEP]
+        for name, v in zip(_SERIES, (pose, place, publish, latency, added_cpu), strict=True):
+            self.timings.add(name, v)
 
     def summary(self, source: Source | None = None, unplaced: int = 0) -> dict[str, Any]:
         """A JSON-ready summary: counts, and p50/p99 of every timing in ms."""
-        overhead = [lat - pose for lat, pose in zip(self.latency_ns, self.pose_ns, strict=True)]
+        ms = {name: self.timings.samples_ms(name) for name in _SERIES}  # same slots: frame k in every series
         out: dict[str, Any] = {
             "frames": self.frames, "published": self.published, "refused": self.refused,
             "bad_frames": self.bad_frames, "people": self.people, "frames_with_two": self.frames_with_two,
@@ -96,10 +97,10 @@ class CaptureStats:
         }
         if source is not None:
             out.update(source=source.source_id, source_dropped=source.stats.dropped, source_bad=source.stats.bad)
-        for name, series in (("pose_ms", self.pose_ns), ("place_ms", self.place_ns),
-                             ("publish_ms", self.publish_ns), ("latency_ms", self.latency_ns),
-                             ("overhead_ms", overhead), ("overhead_cpu_ms", self.added_cpu_ns)):
-            out[name] = {"p50": _ms(series, 0.5), "p99": _ms(series, 0.99), "max": _ms(series, 1.0)}
+        for name, series in (("pose_ms", ms["pose"]), ("place_ms", ms["place"]), ("publish_ms", ms["publish"]),
+                             ("latency_ms", ms["latency"]), ("overhead_ms", ms["latency"] - ms["pose"]),
+                             ("overhead_cpu_ms", ms["added_cpu"])):
+            out[name] = _ms(series)
         return out
 
 
