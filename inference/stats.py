@@ -22,6 +22,7 @@ from stream.stats import DEFAULT_SIZE, RollingTimings
 
 __all__ = ["DEFAULT_SIZE", "ForecastScorer", "RateMeter", "RollingTimings", "percentiles_ms"]
 
+
 class RateMeter:
     """Events per second over the last ``window_s`` seconds (shorter right after the start)."""
 
