@@ -90,7 +90,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (metrics, plots, checkpoints).")],
         val: Annotated[Path | None, typer.Option("--val", help="Validation data (same kind as --data).")] = None,
         config: Annotated[Path | None, typer.Option(
-            "--config", help="TOML with [train], [model] and [task] tables (options given here win).")] = None,
+            "--config", help="TOML with \\[train], \\[model] and \\[task] tables (options given here win).")] = None,
         epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default 10).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per process (128).")] = None,
         lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (5e-4).")] = None,

@@ -200,19 +200,21 @@ def clip_windows(clip: Clip, window: int, stride: int) -> NDArray[np.float32]:
     return feats[idx]  # (B, T, D, J, 6)
 
 
-def duet_centre(windows: NDArray[np.floating] | Tensor) -> NDArray[np.float32]:
-    """One centre per window: the mean of both pelvises at the last frame, ``(B, 3)`` metres."""
+def duet_centre(windows: NDArray[np.floating] | Tensor, at: int = -1) -> NDArray[np.float32]:
+    """One centre per window: the mean of both pelvises at frame ``at`` (default the last), ``(B, 3)`` m."""
     w = np.asarray(windows)
-    return np.asarray(w[:, -1, :, PELVIS, :3].mean(axis=1), dtype=np.float32)  # (B, D, 3) → (B, 3)
+    return np.asarray(w[:, at, :, PELVIS, :3].mean(axis=1), dtype=np.float32)  # (B, D, 3) → (B, 3)
 
 
-def centre_windows(windows: NDArray[np.floating]) -> NDArray[np.float32]:
-    """Subtract one duet centre per window from both dancers' positions (velocities unchanged).
+def centre_windows(windows: NDArray[np.floating], at: int = -1) -> NDArray[np.float32]:
+    """Subtract one duet centre per window (:func:`duet_centre` at frame ``at``) from both
+    dancers' positions (velocities unchanged). ``(B, T, D, J, 6)`` → ``(B, T, D, J, 6)``.
 
-    ``(B, T, D, J, 6)`` → ``(B, T, D, J, 6)``.
+    Centre at the newest frame the encoder sees: a window that also holds frames to forecast
+    must not be centred on one of them (that would tell a decoder where both dancers end up).
     """
     w = np.array(windows, dtype=np.float32, copy=True)
-    w[..., :3] -= duet_centre(w)[:, None, None, None, :]  # (B, 1, 1, 1, 3)
+    w[..., :3] -= duet_centre(w, at)[:, None, None, None, :]  # (B, 1, 1, 1, 3)
     return w
 
 
@@ -318,10 +320,13 @@ def build_windows(
     window: int,
     stride: int,
     normalizer: Normalizer | None = None,
+    centre_at: int = -1,
 ) -> DuetBatchSource:
     """Centred windows of every clip; fits the normaliser when none is given (training data).
 
-    Labels come from each clip's planted strings; if any clip has none, labels are ``None``.
+    ``centre_at``: the frame of each window whose duet centre is subtracted (default the last;
+    see :func:`centre_windows`). Labels come from each clip's planted strings; if any clip has
+    none, labels are ``None``.
     """
     if not clips:
         raise DuetDataError("no clips given")
@@ -329,7 +334,7 @@ def build_windows(
     labels: list[NDArray[np.bool_]] = []
     have_labels = all(c.edges is not None for c in clips)
     for clip in clips:
-        w = centre_windows(clip_windows(clip, window, stride))  # (B_clip, T, D, J, 6)
+        w = centre_windows(clip_windows(clip, window, stride), centre_at)  # (B_clip, T, D, J, 6)
         parts.append(w)
         if have_labels and clip.edges is not None:
             labels.append(np.repeat(graph.edge_labels(clip.edges)[None], w.shape[0], axis=0))

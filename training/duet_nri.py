@@ -216,29 +216,40 @@ class DuetNRITask:
         self.extra = dict(extra or {})
         self.log_prior = log_prior(config.type_prior)
 
-    def loss_terms(self, x: Tensor, training: bool) -> tuple[Tensor, dict[str, float], Tensor]:
-        out = self.model(x)
-        target = x[:, 1:]  # (B, T-1, N, C)
+    def loss_terms(self, x: Tensor, training: bool, labels: Tensor | None = None
+                   ) -> tuple[Tensor, dict[str, float], Tensor]:
         cfg = self.model_config
+        if cfg.supervised:
+            if labels is None:
+                raise DuetDataError("supervised training needs clips with planted strings (labels)")
+            model = self.model
+            assert isinstance(model, DuetNRI)
+            logits = model.encoder(x[:, : cfg.window])  # (B, E, K)
+            ce = F.cross_entropy(logits.reshape(-1, cfg.edge_types), labels.reshape(-1).long())
+            return ce, {"ce": float(ce.detach())}, logits
+        out = self.model(x)
+        first = cfg.window - 1 if cfg.future else 0  # with `future`, only the forecast frames count
+        pred = out.pred[:, first:]  # (B, T-1-first, N, C)
+        target = x[:, 1 + first :]
         if cfg.recon == "gaussian":
-            recon = nll_gaussian(out.pred.transpose(1, 2), target.transpose(1, 2), cfg.output_var)  # (B, N, T, C)
+            recon = nll_gaussian(pred.transpose(1, 2), target.transpose(1, 2), cfg.output_var)  # (B, N, T, C)
         else:
-            recon = F.mse_loss(out.pred, target)
+            recon = F.mse_loss(pred, target)
         probs = F.softmax(out.logits, dim=-1)  # (B, E, K)
         kl = kl_categorical(probs, self.log_prior.to(x.device), x.shape[2])
         loss = recon + cfg.kl_weight * kl if cfg.kl_weight > 0 else recon
         metrics = {"recon": float(recon.detach()), "kl": float(kl.detach()),
-                   "mse": float(F.mse_loss(out.pred.detach(), target))}
+                   "mse": float(F.mse_loss(pred.detach(), target))}
         return loss, metrics, out.logits
 
     def training_step(self, batch: Mapping[str, Tensor], epoch: int) -> tuple[Tensor, dict[str, float]]:
-        loss, metrics, logits = self.loss_terms(batch["x"], training=True)
+        loss, metrics, logits = self.loss_terms(batch["x"], training=True, labels=batch.get("labels"))
         if "labels" in batch:
             metrics["auroc"] = forward_edge_auroc(logits, batch["labels"])
         return loss, metrics
 
     def validation_step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
-        loss, metrics, logits = self.loss_terms(batch["x"], training=False)
+        loss, metrics, logits = self.loss_terms(batch["x"], training=False, labels=batch.get("labels"))
         metrics["loss"] = float(loss)
         if "labels" in batch:
             metrics["auroc"] = forward_edge_auroc(logits, batch["labels"])
@@ -295,10 +306,12 @@ def train_duet(
     else:
         val_clips = load_duet_clips(val, dcfg.synthetic_frames)
     graph = mcfg.graph
-    train_src = build_windows(clips, graph, mcfg.window, dcfg.stride)
+    # Centred at the encoder's newest frame, as on the live path (not on a frame to forecast).
+    train_src = build_windows(clips, graph, mcfg.frames, dcfg.stride, centre_at=mcfg.window - 1)
     if train_src.labels is None and tcfg.monitor == "auroc":
         tcfg = dataclasses.replace(tcfg, monitor="loss", monitor_mode="min")
-    val_src = build_windows(val_clips, graph, mcfg.window, dcfg.stride, train_src.normalizer) if val_clips else None
+    val_src = (build_windows(val_clips, graph, mcfg.frames, dcfg.stride, train_src.normalizer,
+                             centre_at=mcfg.window - 1) if val_clips else None)
     if val_src is not None and val_src.labels is None and tcfg.monitor == "auroc":
         tcfg = dataclasses.replace(tcfg, monitor="loss", monitor_mode="min")
     log.info("duet NRI: %d training windows from %d clips, %d validation windows", len(train_src), len(clips),
@@ -396,7 +409,7 @@ def evaluate_duet(
             strong_fp += int((strong & ~lab[None, :P]).sum())
             strong_fn += int((~strong & lab[None, :P]).sum())
         if clip.num_frames >= T + horizon:
-            long_src = build_windows([clip], graph, T + horizon, step, norm)
+            long_src = build_windows([clip], graph, T + horizon, step, norm, centre_at=T - 1)
             xl = _source_nodes(long_src)  # (B, T + horizon, N, C)
             errs, errs0 = [], []
             for b in _batches(xl, batch_size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -209,3 +210,88 @@ def test_shipped_checkpoint_rebuilds_and_scores_a_clip(tmp_path: Path) -> None:
     res = evaluate_duet(ckpt, synthetic_clips(1, 40, seed=11), horizon=4)
     assert res["edges"] == 648 and res["window"] == 16 and res["windows"] >= 1
     assert res["mse_4"] is not None and res["mse_4"] < res["mse_4_static"]  # forecasting beats holding still
+
+
+# ----------------------------------------------------------------------------- pair features, no-leak options
+
+
+def _pair_features(x: torch.Tensor, lags: int, graph: CandidateGraph = TINY) -> torch.Tensor:
+    from training.nri.duet import PairFeatures
+
+    send, recv = (torch.as_tensor(a) for a in graph.senders_receivers())
+    bone_op = torch.eye(graph.num_nodes) - torch.as_tensor(graph.parent_matrix())
+    return PairFeatures(bone_op, send, recv, lags)(x)
+
+
+def test_pair_features_see_a_bone_that_copies_another_one_frame_later() -> None:
+    torch.manual_seed(6)
+    T, N = 12, TINY.num_nodes
+    x = torch.randn(1, T, N, 6) * 0.3
+    # Dancer-1 l_wrist (node 4) = l_elbow (node 3) + the bone spine→neck (nodes 1→2) of dancer 0 one frame earlier.
+    bone = x[0, :, 2, :3] - x[0, :, 1, :3]  # (T, 3)
+    x[0, 1:, 4, :3] = x[0, 1:, 3, :3] + bone[:-1]
+    f = _pair_features(x, lags=3)  # (1, E, 6): [corr_0, cos_0, corr_1, cos_1, corr_2, cos_2]
+    send, recv = TINY.senders_receivers()
+    e = int(np.flatnonzero((send == 2) & (recv == 4))[0])  # neck → l_wrist
+    assert f.shape == (1, TINY.num_edges, 6)
+    assert f[0, e, 2].item() == pytest.approx(1.0, abs=1e-4) and f[0, e, 3].item() == pytest.approx(1.0, abs=1e-4)
+    assert f[0, e, 0].abs().item() < 0.9  # at lag 0 the copy is not exact
+    # A common rotation about y changes nothing (the features are dot products).
+    c, s = math.cos(0.7), math.sin(0.7)
+    R = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    xr = torch.cat([x[..., :3] @ R.T, x[..., 3:] @ R.T], dim=-1)
+    torch.testing.assert_close(_pair_features(xr, lags=3), f, atol=1e-5, rtol=1e-4)
+
+
+def test_future_keeps_the_frames_to_forecast_from_the_encoder() -> None:
+    """With ``future`` the edges cannot carry the answer: the encoder never sees the forecast frames."""
+    torch.manual_seed(7)
+    cfg = _config(2, window=5, future=3)
+    model = DuetNRI(cfg).eval()
+    x = torch.randn(2, cfg.frames, TINY.num_nodes, 6, requires_grad=True)
+    out = model(x)
+    grad = torch.autograd.grad(out.logits.sum(), x)[0]
+    assert grad[:, cfg.window :].abs().sum() == 0 and grad[:, : cfg.window].abs().sum() > 0
+    assert out.pred.shape == (2, cfg.frames - 1, TINY.num_nodes, 6)
+    # The loss counts the forecast frames only: predictions of frames window .. window+future-1.
+    task = DuetNRITask(dataclasses.replace(cfg, recon="mse", kl_weight=0.0), Normalizer(1.0, 1.0), "test")
+    task.model.load_state_dict(model.state_dict())
+    task.model.eval()
+    xd = x.detach()
+    loss, metrics, _ = task.loss_terms(xd, training=False)
+    with torch.no_grad():
+        pred = task.model(xd).pred
+    want = F.mse_loss(pred[:, cfg.window - 1 :], xd[:, cfg.window :])
+    assert float(loss.detach()) == pytest.approx(float(want), rel=1e-5)
+    assert metrics["mse"] == pytest.approx(float(want), rel=1e-5)
+
+
+@pytest.mark.parametrize("kinematic", [False, True])
+def test_kinematic_messages_carry_no_hidden_state(kinematic: bool) -> None:
+    """A string's message carries its sender's own frame only, not what the sender's memory gathered."""
+    torch.manual_seed(9)
+    dec = DuetNRI(_config(2, kinematic_messages=kinematic)).decoder
+    x = torch.randn(1, 3, TINY.num_nodes, 6, requires_grad=True)
+    send, recv = TINY.senders_receivers()
+    z = F.one_hot(torch.zeros(1, TINY.num_edges, dtype=torch.long), 2).float()
+    e = int(np.flatnonzero((send == 0) & (recv == 3))[0])  # dancer-0 pelvis → dancer-1 l_elbow
+    z[0, e] = torch.tensor([0.0, 1.0])
+    pred = dec(x, z, teacher_every=1)  # (1, 2, N, C)
+    grad = torch.autograd.grad(pred[0, 1, 3].sum(), x)[0]
+    assert grad[0, 1, 0].abs().sum() > 0  # the sender's frame reaches the receiver
+    # Dancer-0 spine (node 1) has no string; it reaches the pelvis's hidden state over their bone,
+    # and from there the receiver only when messages carry hidden states.
+    assert (grad[0, :, 1].abs().sum() == 0) == kinematic
+
+
+def test_supervised_training_fits_the_planted_strings(tmp_path: Path) -> None:
+    summary = train_duet(
+        "synthetic:8:30:3:world:1", tmp_path / "run", val="synthetic:2:30:4:world:1", epochs=1,
+        model={"window": 6, "hidden": 8, "edge_types": 2, "pair_lags": 2, "supervised": True},
+        train={"batch_size": 16, "num_threads": 1},
+    )
+    val = summary["val"]
+    assert 0.0 <= val["auroc"] <= 1.0 and val["edges"] == 648
+    task = DuetNRITask(_config(2, supervised=True), Normalizer(1.0, 1.0), "test")
+    with pytest.raises(Exception, match="planted strings"):
+        task.loss_terms(torch.randn(2, 5, TINY.num_nodes, 6), training=True)

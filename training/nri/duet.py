@@ -77,6 +77,24 @@ class DuetNRIConfig:
         dropout: dropout in the encoder's edge MLPs.
         bone_features: the encoder also sees every node relative to its skeleton parent
             (bone vectors and their velocities), a fixed linear map of its input.
+        pair_lags: ``L``; 0 turns it off. Otherwise the encoder also gets, for every candidate
+            edge, ``2 L`` pairwise numbers computed from the window (:class:`PairFeatures`): at
+            each lag ``0..L-1`` frames (sender earlier), the correlation of the sender's and
+            the receiver's bone-direction changes and the mean cosine of their bone directions.
+        kinematic_messages: inter-dancer messages carry the sender's kinematics only (position,
+            velocity, bone vector), not its hidden state (see :class:`GCNLSTMCell`).
+        future: ``F``; 0 is the seed's setup: encoder and decoder see the same ``window`` frames
+            and the loss counts every predicted frame — so the encoder, which has seen the
+            frames the decoder must predict, can pass them on through the edge sample (it does:
+            see ``docs/results.md``). ``F ≥ 1``: training windows hold ``window + F`` frames;
+            the encoder sees the first ``window`` (what the live path has), the decoder is fed
+            the truth through frame ``window − 1`` (``burn_in`` is ignored) and predicts the
+            ``F`` frames after it, the only ones the loss counts, so the edges must *forecast*.
+        supervised: train the encoder alone with cross-entropy against the planted strings
+            (type 1 = string, 0 = none; NRI's *supervised* baseline) instead of the ELBO; the
+            decoder stays untrained. Needs clips with planted strings. Its edges then mean what
+            the training data's strings mean (see the checkpoint's card), nothing learned from
+            the dancers' own motion.
         strong_threshold: the "strong edge" readout keeps edges whose largest non-null type
             probability is at least this (0.8 in the seed).
     """
@@ -100,6 +118,10 @@ class DuetNRIConfig:
     kl_weight: float = 1.0
     dropout: float = 0.0
     bone_features: bool = True
+    pair_lags: int = 0
+    kinematic_messages: bool = False
+    future: int = 0
+    supervised: bool = False
     strong_threshold: float = 0.8
 
     def __post_init__(self) -> None:
@@ -111,12 +133,21 @@ class DuetNRIConfig:
             raise ValueError(f"recon must be 'gaussian' or 'mse', got {self.recon!r}")
         if self.window < 2 or self.hidden < 1 or self.teacher_every < 1:
             raise ValueError("window must be >= 2, hidden >= 1, teacher_every >= 1")
+        if not 0 <= self.pair_lags < self.window - 1:
+            raise ValueError(f"pair_lags must be in [0, window - 1), got {self.pair_lags}")
+        if self.future < 0:
+            raise ValueError(f"future must be >= 0, got {self.future}")
         if not 0 <= self.burn_in < self.window:
             raise ValueError(f"burn_in must be in [0, window), got {self.burn_in}")
 
     @property
     def graph(self) -> CandidateGraph:
         return CandidateGraph(tuple(self.joints0), tuple(self.joints1))
+
+    @property
+    def frames(self) -> int:
+        """Frames of a training window: ``window + future``."""
+        return self.window + self.future
 
     @property
     def type_prior(self) -> tuple[float, ...]:
@@ -156,6 +187,53 @@ class PairLinear(nn.Module):
         return hs + hr
 
 
+class PairFeatures(nn.Module):
+    """Lagged similarity of every candidate edge's two bones over the window (no parameters).
+
+    A string copies the sender's bone direction onto the receiver's a few frames later, a
+    *pairwise* relation that a per-node embedding summed per edge (:class:`PairLinear`) finds
+    hard to express. With unit bone directions ``u_n(t)`` (bone = node minus its skeleton
+    parent; a node without a parent node keeps its position) and their changes
+    ``Δu_n(t) = u_n(t+1) − u_n(t)``, for every lag ``l = 0..L-1`` and edge ``s → r``:
+
+    * ``corr_l = Σ_t Δu_s(t)·Δu_r(t+l) / sqrt(Σ_t |Δu_s(t)|² · Σ_t |Δu_r(t+l)|²)``
+      (in [-1, 1]; 1 when the receiver's bone turns exactly as the sender's did ``l`` frames
+      before),
+    * ``cos_l = mean_t u_s(t)·u_r(t+l)``.
+
+    Both are invariant to a common rotation of the duet and to its scale. Only positions
+    (the first three channels) are used.
+
+    Shapes:
+        ``x (B, T, N, C)`` → ``(B, E, 2 L)`` ordered ``[corr_0, cos_0, corr_1, cos_1, …]``.
+    """
+
+    bone_op: Tensor
+    slots: Tensor
+
+    def __init__(self, bone_op: Tensor, send: Tensor, recv: Tensor, lags: int) -> None:
+        super().__init__()
+        self.lags = lags
+        self.register_buffer("bone_op", bone_op.clone())
+        self.register_buffer("slots", send * bone_op.shape[0] + recv)  # (E,) flat index into (N, N)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, N, _ = x.shape
+        bones = torch.matmul(self.bone_op, x[..., :3])  # (B, T, N, 3)
+        u = bones / (bones.norm(dim=-1, keepdim=True) + 1e-6)  # unit directions
+        du = u[:, 1:] - u[:, :-1]  # (B, T-1, N, 3)
+        feats: list[Tensor] = []
+        for lag in range(self.lags):  # a small constant: unrolled in the exported graph
+            a, b = du[:, : T - 1 - lag], du[:, lag:]  # sender earlier, receiver later
+            num = torch.einsum("btnc,btmc->bnm", a, b)  # (B, N, N) sender n, receiver m
+            na, nb = (a * a).sum(dim=(1, 3)), (b * b).sum(dim=(1, 3))  # (B, N)
+            corr = num / torch.sqrt(na[:, :, None] * nb[:, None, :] + 1e-12)
+            cos = torch.einsum("btnc,btmc->bnm", u[:, : T - lag], u[:, lag:]) / (T - lag)
+            for m in (corr, cos):
+                feats.append(m.reshape(B, N * N).index_select(1, self.slots))  # (B, E)
+        return torch.stack(feats, dim=-1)  # (B, E, 2L)
+
+
 class DuetEncoder(nn.Module):
     """Window of both dancers → logits over ``K`` edge types for every candidate edge.
 
@@ -181,6 +259,10 @@ class DuetEncoder(nn.Module):
         indeg = rel_rec.sum(axis=0, keepdims=True)  # (1, N)
         self.register_buffer("rec_mean", torch.as_tensor((rel_rec / np.maximum(indeg, 1.0)).T.copy()))  # (N, E)
         bones = graph.bone_adjacency()
+        self.pair_features = (
+            PairFeatures(self.bone_op, send, recv, config.pair_lags) if config.pair_lags else None
+        )
+        self.pair_in = nn.Linear(2 * config.pair_lags, H, bias=False) if config.pair_lags else None
         self.gcn1 = GCNConv(bones, config.window * channels, H, root_weight=True)
         self.node1 = nn.Linear(H, H)
         self.pair1 = PairLinear(send, recv, H, H)
@@ -191,12 +273,15 @@ class DuetEncoder(nn.Module):
         self.edge2 = nn.Linear(H, H)
         self.drop = nn.Dropout(config.dropout)
         self.fc_out = nn.Linear(H, config.edge_types)
-        for m in (self.node1, self.edge1, self.edge2, self.fc_out, self.skip):
+        for m in (self.node1, self.edge1, self.edge2, self.fc_out, self.skip, self.pair_in):
             if m is not None:
                 xavier_linear_(m, bias=0.1 if m.bias is not None else 0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         B, _, N, _ = x.shape  # (B, T, N, C)
+        pair: Tensor | float = 0.0
+        if self.pair_features is not None and self.pair_in is not None:
+            pair = self.pair_in(self.pair_features(x))  # (B, E, H)
         if self.config.bone_features:
             x = torch.cat([x, self.bone_op @ x], dim=-1)  # (B, T, N, 2C): + bone vectors
         x = x.permute(0, 2, 1, 3).reshape(B, N, -1)  # (B, N, T·C'): a node's whole trajectory
@@ -204,9 +289,9 @@ class DuetEncoder(nn.Module):
         h = F.relu(self.node1(h))  # (B, N, H)
         if self.skip is None:  # the seed's compact encoder: one edge pass
             h2 = F.relu(self.gcn2(h))  # (B, N, H)
-            e = self.drop(F.relu(self.pair2(h2)))  # (B, E, H)
+            e = self.drop(F.relu(self.pair2(h2) + pair))  # (B, E, H)
             return self.fc_out(F.relu(self.edge2(e)))  # (B, E, K)
-        e1 = self.drop(F.relu(self.pair1(h)))  # (B, E, H): node → edge
+        e1 = self.drop(F.relu(self.pair1(h) + pair))  # (B, E, H): node → edge (+ pair features)
         e1 = F.relu(self.edge1(e1))  # (B, E, H), kept for the skip connection
         n = self.rec_mean @ e1  # (N, E) @ (B, E, H) → (B, N, H): edge → node, mean over incoming
         h2 = F.relu(self.gcn2(n))  # (B, N, H)
@@ -236,7 +321,9 @@ class DuetDecoder(nn.Module):
         scale = 1.0 / np.maximum(indeg, 1.0) if config.mean_messages else np.ones_like(indeg)
         self.register_buffer("msg_scale", torch.as_tensor(scale)[:, None])  # (N, 1) per receiver
         H = config.hidden
-        self.cell = GCNLSTMCell(graph.bone_adjacency(), config.in_channels, H, config.message_types)
+        kin = np.eye(graph.num_nodes, dtype=np.float32) - graph.parent_matrix() if config.kinematic_messages else None
+        self.cell = GCNLSTMCell(graph.bone_adjacency(), config.in_channels, H, config.message_types,
+                                kinematic_messages=kin)
         self.out = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, config.in_channels))
         for m in self.out:
             if isinstance(m, nn.Linear):
@@ -311,8 +398,13 @@ class DuetNRI(nn.Module):
         self.decoder = DuetDecoder(config)
 
     def forward(self, x: Tensor, hard: bool | None = None) -> DuetOutput:
-        """``x (B, T, N, C)`` normalised windows, ``T == config.window``."""
-        logits = self.encoder(x)  # (B, E, K)
+        """``x (B, T, N, C)`` normalised windows, ``T == config.frames`` (``window + future``).
+
+        With ``future`` the encoder sees only ``x[:, :window]``; ``pred`` still covers frames
+        ``1..T-1`` (the truth is fed through frame ``window − 1``).
+        """
+        W = self.config.window
+        logits = self.encoder(x[:, :W] if self.config.future else x)  # (B, E, K)
         use_hard = self.config.hard if hard is None else hard
         if self.training:
             z = gumbel_softmax(logits, tau=self.config.tau, hard=use_hard)  # (B, E, K), differentiable
@@ -320,7 +412,8 @@ class DuetNRI(nn.Module):
             z = F.softmax(logits, dim=-1)
             if use_hard:
                 z = F.one_hot(z.argmax(-1), self.config.edge_types).to(z.dtype)
-        return DuetOutput(logits=logits, edges=z, pred=self.decoder(x, z))
+        pred = self.decoder(x, z, burn_in=W) if self.config.future else self.decoder(x, z)
+        return DuetOutput(logits=logits, edges=z, pred=pred)
 
 
 def edge_strength(logits: Tensor) -> Tensor:

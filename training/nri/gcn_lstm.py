@@ -78,6 +78,13 @@ class GCNLSTMCell(nn.Module):
         hidden: hidden features ``H``.
         edge_types: number of message-carrying edge types ``K'``.
         message_channels: width ``M`` of the neighbourhood message (default ``H``).
+        kinematic_messages: ``(N, N)`` bone operator ``I − P`` (``P`` picks each node's skeleton
+            parent); when given, inter-dancer messages carry the sender's *kinematics only*,
+            ``[x_j, (I − P) x_j]`` (its input features and its bone vector), not its hidden state.
+            With hidden states the partner's nodes serve the decoder as spare memory and as a
+            relay back to its own body (edges on in both directions whatever the data, and a
+            decoder that forecasts as well with the partner taken from another window); with
+            kinematics only, an edge helps only if the partner's motion does.
 
     Shapes:
         ``x (B, N, C)``, ``h, c (B, N, H)``, operators from :meth:`operators`
@@ -85,6 +92,7 @@ class GCNLSTMCell(nn.Module):
     """
 
     a_bones: Tensor
+    kin_op: Tensor | None
 
     def __init__(
         self,
@@ -93,16 +101,21 @@ class GCNLSTMCell(nn.Module):
         hidden: int,
         edge_types: int,
         message_channels: int | None = None,
+        kinematic_messages: NDArray[np.floating] | Tensor | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("a_bones", normalized_adjacency(bone_adjacency))
+        kin = None if kinematic_messages is None else torch.as_tensor(np.asarray(kinematic_messages),
+                                                                       dtype=torch.float32)
+        self.register_buffer("kin_op", kin)  # None: not in the state dict (older checkpoints load)
         self.in_channels = in_channels
         self.hidden = hidden
         self.edge_types = edge_types
         self.message_channels = message_channels or hidden
         S = in_channels + hidden
+        sender = S if kin is None else 2 * in_channels  # what one inter-dancer sender contributes
         # U: bone neighbourhood, every type's weighted senders and in-degrees → one message.
-        self.message = nn.Linear((1 + edge_types) * S + edge_types, self.message_channels)
+        self.message = nn.Linear(S + edge_types * sender + edge_types, self.message_channels)
         # W: the node itself (root) and its message → the four gates.
         self.gates = nn.Linear(S + self.message_channels, 4 * hidden)
         self.reset_parameters()
@@ -127,8 +140,14 @@ class GCNLSTMCell(nn.Module):
     def forward(self, x: Tensor, h: Tensor, c: Tensor, ops: Tensor, deg: Tensor) -> tuple[Tensor, Tensor]:
         B, N, _ = x.shape
         s = torch.cat([x, h], dim=-1)  # (B, N, S) with S = C + H
-        nb = ops @ s.unsqueeze(1)  # (B, 1+K', N, N) @ (B, 1, N, S) → (B, 1+K', N, S)
-        nb = nb.permute(0, 2, 1, 3).reshape(B, N, -1)  # (B, N, (1+K')·S)
+        if self.kin_op is None:
+            nb = ops @ s.unsqueeze(1)  # (B, 1+K', N, N) @ (B, 1, N, S) → (B, 1+K', N, S)
+            nb = nb.permute(0, 2, 1, 3).reshape(B, N, -1)  # (B, N, (1+K')·S)
+        else:
+            own = ops[:, 0] @ s  # (B, N, S): bone neighbourhood of the full state
+            k = torch.cat([x, self.kin_op @ x], dim=-1)  # (B, N, 2C): sender kinematics
+            typed = (ops[:, 1:] @ k.unsqueeze(1)).permute(0, 2, 1, 3).reshape(B, N, -1)  # (B, N, K'·2C)
+            nb = torch.cat([own, typed], dim=-1)
         m = self.message(torch.cat([nb, deg], dim=-1))  # (B, N, M)
         gates = self.gates(torch.cat([s, m], dim=-1))  # (B, N, 4H)
         i, f, o, g = gates.chunk(4, dim=-1)  # 4 × (B, N, H)
