@@ -25,7 +25,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         models: Annotated[Path | None, typer.Option(
             "--models", help="Directory of ONNX models (default: the bundled ones).")] = None,
         strings: Annotated[str, typer.Option(
-            "--strings", help="auto (nri.onnx when present, else echo scores), nri or echo.")] = "auto",
+            "--strings", help="echo (lagged correlation, the default), nri (the bundled NRI, as on stage) "
+                              "or auto (nri.onnx when present, else echo).")] = "echo",
         device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
         azimuth: Annotated[float | None, typer.Option(
             "--azimuth", help="Video viewpoint: degrees about the vertical, 0 = from the front (looking along -z); "

@@ -177,7 +177,7 @@ def test_report_on_a_video_of_real_photographs(tmp_path: Path) -> None:
     video = tmp_path / "two.mp4"
     write_fixture_video(video, images, repeat=90, fps=30.0)
     out = tmp_path / "report"
-    r = istrings("report", str(video), "--out", str(out), "--json", "--video-fps", "10")
+    r = istrings("report", str(video), "--out", str(out), "--json", "--video-fps", "10", "--strings", "echo")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     _check_report_folder(out)

@@ -156,7 +156,7 @@ class ReportOptions:
 
     Attributes:
         models: directory of ONNX models (default: the bundled ones).
-        strings: ``auto`` (NRI when ``nri.onnx`` exists, else echo), ``nri`` or ``echo``.
+        strings: ``echo`` (default), ``nri``, or ``auto`` (NRI when ``nri.onnx`` exists, else echo).
         device: ONNX Runtime device (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
         azimuth_deg, elevation_deg: the video's viewpoint (azimuth None: follow the duet from its side).
         video_fps: frame rate of the video (default: the session's, at most 30).
@@ -168,7 +168,7 @@ class ReportOptions:
     """
 
     models: Path | None = None
-    strings: str = "auto"
+    strings: str = "echo"
     device: str = "auto"
     azimuth_deg: float | None = None
     elevation_deg: float = 15.0
