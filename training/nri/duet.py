@@ -22,7 +22,9 @@ Encoder (:class:`DuetEncoder`, exported to ONNX for the live path)::
       → node→edge W[h_send, h_recv, e1] → ReLU → linear → ReLU → linear       logits (B, E, K)
 
 The linear layer on ``[h_send, h_recv]`` is computed per node and gathered to the edges
-(:class:`PairLinear`), which is the same function at a fraction of the cost.
+(:class:`PairLinear`), which is the same function at a fraction of the cost. With
+``pair_lags`` the first edge pass also adds a linear map of each edge's lagged bone
+similarities (:class:`PairFeatures`), a pairwise relation per-node embeddings express badly.
 
 Decoder (:class:`DuetDecoder`): a graph recurrent network of :class:`GCNLSTMCell` steps whose
 inter-dancer messages are weighted by the edge sample ``z (B, E, K)`` (type 0 = "no string"

@@ -147,7 +147,7 @@ def echo_timeline(
         source="echo", times=float(times[0]) + e.times, strength=e.strength, etype=e.etype,
         type_names=dict(TYPE_NAMES), threshold=threshold, lag_s=e.lag_s, masked=int(e.common.sum()),
         note=f"echo scores: lagged correlation of body-relative limb motion over {e.window_s:g} s windows "
-             f"every {hop_s:g} s (no NRI model available); {int(e.common.sum())} of {len(e.times)} windows "
+             f"every {hop_s:g} s; {int(e.common.sum())} of {len(e.times)} windows "
              "zeroed because nearly every pair moved together (a cut or a jump)",
     )
 

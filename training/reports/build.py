@@ -17,6 +17,7 @@ Output folder::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -72,12 +73,24 @@ def _from_clip(clip: Clip, source: dict[str, str], counters: dict[str, int] | No
                    source=source, counters=dict(counters or prov_counters or {}), video=video, planted=clip.edges)
 
 
-def _clean_payloads(payloads: list[bytes], origin: str) -> tuple[Clip, dict[str, int]]:
+def _clean_payloads(payloads: list[bytes], origin: str, media_fps: float | None = None
+                    ) -> tuple[Clip, dict[str, int]]:
+    """Offline cleaning of captured PoseFrames.
+
+    ``media_fps``: the frames came from a video file read as fast as possible, whose capture
+    stamps are the pose estimator's pace, not the video's: each frame is re-timed to its place in
+    the file (``seq / media_fps`` s), so the report's time axis is the video's.
+    """
     from inference.cleaning import CleanerConfig, CleaningError
     from inference.commands_clean import CleanCommandError, build_timeline, clean_timeline
 
     try:
         timeline = build_timeline(payloads)
+        if media_fps is not None:
+            seqs = np.array([np.nan if f is None else f.seq for f in timeline.frames])  # (T,), NaN = filled
+            known = np.flatnonzero(np.isfinite(seqs))
+            seqs = np.interp(np.arange(len(seqs)), known, seqs[known])  # filled gaps between their neighbours
+            timeline = dataclasses.replace(timeline, t_ns=[round(float(k) * 1e9 / media_fps) for k in seqs])
         clips, summary = clean_timeline(timeline, "offline", CleanerConfig(), 0.25, None, origin)
     except (CleanCommandError, CleaningError) as exc:
         raise ReportError(f"{origin}: {exc}") from exc
@@ -131,6 +144,7 @@ def _capture_video(path: Path, on_progress: Progress | None) -> Session:
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     cap.release()
+    media_fps = 30.0
     payloads: list[bytes] = []
 
     def keep(msg: bytes) -> bool:
@@ -141,12 +155,13 @@ def _capture_video(path: Path, on_progress: Progress | None) -> Session:
 
     try:
         with VideoSource(str(path), SourceOptions(fast=True)) as src, PoseEstimator(PoseConfig()) as est:
+            media_fps = src.nominal_fps
             run_capture(src, keep, estimator=est, placer=Placer(), report_every_s=1e9)
     except SourceError as exc:
         raise ReportError(f"{path}: {exc}") from exc
     if not payloads:
         raise ReportError(f"{path}: no frame could be read from the video")
-    clip, counters = _clean_payloads(payloads, str(path))
+    clip, counters = _clean_payloads(payloads, str(path), media_fps=media_fps)
     return _from_clip(clip, {"kind": "video", "path": str(path)}, counters, video=path)
 
 
