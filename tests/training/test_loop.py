@@ -132,6 +132,26 @@ def test_nri_particle_task_two_epochs(tmp_path: Path) -> None:
     assert isinstance(ckpt.build_model(), NRI)
 
 
+def test_nri_particle_task_supervised_trains_the_encoder_alone(tmp_path: Path) -> None:
+    data = simulate("springs", 64, 3, seed=1, length=1000, sample_freq=100)  # T = 9
+    norm = Normalizer.fit(data)
+    cfg = NRIConfig(num_nodes=3, num_timesteps=9, encoder_hidden=16, decoder_hidden=8)
+    task = NRIParticleTask(cfg, NRITaskConfig(supervised=True), norm, data.data_id())
+    ds = particle_dataset(data, norm)
+    decoder_before = {k: v.clone() for k, v in task.model.state_dict().items() if k.startswith("decoder.")}
+    x, y = ds.tensors[0][:8], ds.tensors[1][:8]
+    loss, metrics = task.training_step((x, y), 0)
+    with torch.no_grad():
+        want = torch.nn.functional.cross_entropy(task.model.encode(x).reshape(-1, 2), y.reshape(-1))  # type: ignore[operator]
+    assert float(loss.detach()) == pytest.approx(float(want))
+    assert set(metrics) == {"ce", "edge_acc", "edge_acc_best"}
+    result = fit(task, ds, ds, TrainConfig(epochs=3, batch_size=16, lr=5e-3, out_dir=str(tmp_path), device="cpu"))
+    assert result.history[-1]["train/ce"] < result.history[0]["train/ce"]  # the encoder learns the labels
+    after = task.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in decoder_before.items())  # the decoder is not trained
+    assert load_checkpoint(result.best_path).extra["task"]["supervised"] is True
+
+
 def test_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt")
