@@ -322,3 +322,41 @@ def test_nri_runs_at_most_once_per_model_frame(tmp_path: Path) -> None:
     warm = 120 - 28  # frames once the 7/30 s window is covered (from frame 28 on)
     assert every == warm
     assert default == pytest.approx(warm / 4, abs=1)
+
+
+def test_nri_beside_stga_gives_the_same_frames_and_survives_a_failure(tmp_path: Path) -> None:
+    """The NRI runs on a worker thread while STGA-Net runs: same outputs as one after the other."""
+    import threading
+
+    write_nri(tmp_path)
+    write_stga(tmp_path)
+    serial = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", parallel_models=False))
+    parallel = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu"))
+    model = parallel.models.strings
+    assert model is not None and serial._pool is None and parallel._pool is not None
+    threads: list[str] = []
+    real = model.strengths
+
+    def traced(window: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 3:
+            raise RuntimeError("an ONNX Runtime failure")
+        return real(window)
+
+    model.strengths = traced  # type: ignore[method-assign]
+    dt = 1 / 30
+    for k in range(20):
+        a, b = serial.process(duet_frame(k, k * dt)), parallel.process(duet_frame(k, k * dt))
+        if k < 9:  # frame 9 is the third NRI run (frames 7, 8, 9): it fails in the parallel service
+            np.testing.assert_allclose(b.strengths, a.strengths, atol=1e-6)
+        elif k == 9:
+            assert b.strengths.max() < a.strengths.max()  # that frame's strings fade a little
+        assert set(b.forecasts) == set(a.forecasts)
+        for h in a.forecasts:
+            np.testing.assert_allclose(b.forecasts[h], a.forecasts[h], atol=1e-6)
+    assert threads and all(t.startswith("istrings-nri") for t in threads)
+    assert parallel.counters.model_errors == {"nri": 1} and b.status == "ok"
+    assert b.strengths.max() > 0.5 * a.strengths.max()  # and the next runs bring them back
+    parallel.close()
+    out = parallel.process(duet_frame(20, 20 * dt))  # after close the NRI runs inline
+    assert threads[-1] == threading.current_thread().name and out.status == "ok"
