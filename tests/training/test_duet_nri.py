@@ -295,3 +295,14 @@ def test_supervised_training_fits_the_planted_strings(tmp_path: Path) -> None:
     task = DuetNRITask(_config(2, supervised=True), Normalizer(1.0, 1.0), "test")
     with pytest.raises(Exception, match="planted strings"):
         task.loss_terms(torch.randn(2, 5, TINY.num_nodes, 6), training=True)
+
+
+def test_shipped_supervised_encoder_finds_planted_strings_in_fresh_duets() -> None:
+    """The bundled strings model's card figure, on a few fresh duets (AUROC 0.9997 on 100)."""
+    ckpt = Path(__file__).resolve().parents[2] / "training" / "checkpoints" / "nri_duet_supervised.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"no shipped checkpoint at {ckpt}")
+    assert ckpt.stat().st_size < 2_000_000
+    res = evaluate_duet(ckpt, synthetic_clips(6, 64, seed=31337, coupling="world", lag_frames=1), horizon=2)
+    assert res["window"] == 12 and res["edges"] == 648
+    assert res["auroc"] > 0.98 and res["auroc_window"] > 0.97
