@@ -174,13 +174,11 @@ def _load() -> list[float]:
 
 
 def _infer_args(sub: str, osc_port: int, models: Path | None, device: str, summary: Path,
-                nri_interval_s: float | None = None, serial_models: bool = False) -> list[str]:
+                nri_interval_s: float | None = None) -> list[str]:
     args = ["-v", "infer", "--sub", sub, "--osc", f"127.0.0.1:{osc_port}", "--listen", "", "--device", device,
             "--summary-json", str(summary), "--log-every-s", "5"]
     if nri_interval_s is not None:
         args += ["--nri-interval-s", str(nri_interval_s)]
-    if serial_models:
-        args.append("--serial-models")
     if models is not None:
         args += ["--models", str(models)]
     return istrings(*args)
@@ -192,7 +190,6 @@ def _q(x: np.ndarray, q: float) -> float:
 
 def _closed_loop(
     rec: Path, frames: int, addr_osc: int, tmp: Path, models: Path | None, device: str, nri_interval_s: float | None,
-    serial_models: bool = False,
 ) -> tuple[list[tuple[int, int, float]], list[int], int, dict[str, Any]]:
     """Publish one frame, wait for its ``/istrings/frame``, publish the next: the fastest rate with no backlog.
 
@@ -214,8 +211,7 @@ def _closed_loop(
     part, frame_addr = "/istrings/part", "/istrings/frame"
     try:
         with Publisher("tcp://127.0.0.1:*", sndhwm=1000) as pub, open(inf_log, "w") as il, \
-                _process(_infer_args(pub.address, addr_osc, models, device, tmp / "s.json", nri_interval_s,
-                                     serial_models),
+                _process(_infer_args(pub.address, addr_osc, models, device, tmp / "s.json", nri_interval_s),
                          il) as inf:
             _wait_for_text(inf_log, "inferring", inf, _START_TIMEOUT_S)
             if not pub.wait_for_subscribers(1, 30.0):
@@ -263,7 +259,7 @@ def _element(data: bytes, pos: int) -> tuple[tuple[str, tuple[Any, ...]], int]:
 
 def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: float = 0.0,
                    models: Path | None = None, device: str = "auto",
-                   nri_interval_s: float | None = None, serial_models: bool = False) -> dict[str, Any]:
+                   nri_interval_s: float | None = None) -> dict[str, Any]:
     """Replay ``frames`` frames of a recording through ZeroMQ → ``istrings infer`` → OSC → a listener here.
 
     ``fps`` 0 (as fast as possible): closed loop — this process publishes a frame, waits for its
@@ -280,8 +276,7 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
         tmp = Path(tmp_s)
         osc_port = free_port(socket.SOCK_DGRAM)
         if fps <= 0:
-            got, trips, lost, summary = _closed_loop(rec, frames, osc_port, tmp, models, device, nri_interval_s,
-                                                     serial_models)
+            got, trips, lost, summary = _closed_loop(rec, frames, osc_port, tmp, models, device, nri_interval_s)
         else:
             src = retimed_recording(rec, fps, tmp / "paced.isrec")
             addr = f"tcp://127.0.0.1:{free_port()}"
@@ -290,8 +285,7 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
                         "--max-frames", str(frames), "--wait-subscribers", "1", "--json"]
             with Collector(osc_port) as col, open(inf_log, "w") as il, open(cap_log, "w") as cl, \
                     open(cap_out, "w") as co, \
-                    _process(_infer_args(addr, osc_port, models, device, tmp / "s.json", nri_interval_s,
-                                         serial_models), il) as inf:
+                    _process(_infer_args(addr, osc_port, models, device, tmp / "s.json", nri_interval_s), il) as inf:
                 _wait_for_text(inf_log, "inferring", inf, _START_TIMEOUT_S)
                 with _process(istrings(*cap_args), cl, co) as cap:
                     cap.wait(timeout=max(120.0, 2 * frames / fps))
@@ -321,7 +315,6 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
         "skipped": summary["skipped"], "dropped_invalid": summary["dropped"],
         "states": summary["states"], "models": summary["models"], "device": summary["device"],
         "nri_interval_s": "1/model fps" if nri_interval_s is None else nri_interval_s,
-        "models_in_parallel": not serial_models,
         "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
         "goal": {"added_p99_ms_at_most": 2.0, "fps_at_least": 1000.0},
     }

@@ -57,9 +57,6 @@ def register(app: typer.Typer, groups: Groups) -> None:
         nri_interval: Annotated[float | None, typer.Option(
             "--nri-interval-s", min=0.0,
             help="Least seconds between NRI runs (default: one model frame, 1/fps; 0: every frame).")] = None,
-        serial_models: Annotated[bool, typer.Option(
-            "--serial-models", help="Run the NRI after STGA-Net on one thread (default: beside it, on a worker).")]
-        = False,
         log_every: Annotated[float, typer.Option(
             "--log-every-s", min=0.1, help="Seconds between timing log lines (shown with -v).")] = 10.0,
         max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")]
@@ -81,8 +78,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         cfg = ServiceConfig(sub=sub, osc=osc_targets(osc or []), listen=listen, prefix=prefix, models_dir=models,
                             device=device, combine=combine, top_k=top_k, edge_tau_s=edge_tau,
                             input_timeout_s=input_timeout, max_packet=max_packet, log_every_s=log_every,
-                            smoothing=smoothing, nri_interval_s=nri_interval,
-                            parallel_models=not serial_models)
+                            smoothing=smoothing, nri_interval_s=nri_interval)
         logging.getLogger("inference").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
         service = InferenceService(cfg)
         typer.echo(f"inferring {sub} → OSC {', '.join(cfg.osc)} (models: {service.models.device}; "
@@ -170,15 +166,13 @@ def register(app: typer.Typer, groups: Groups) -> None:
         device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
         nri_interval: Annotated[float | None, typer.Option(
             "--nri-interval-s", min=0.0, help="Passed to infer (default: one model frame; 0: every frame).")] = None,
-        serial_models: Annotated[bool, typer.Option(
-            "--serial-models", help="Passed to infer: NRI after STGA-Net on one thread.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
     ) -> None:
         """Replay through real processes: capture (ZeroMQ) → infer → OSC → a UDP listener here; latency and fps."""
         from inference.bench import bench_pipeline as run
 
-        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, nri_interval_s=nri_interval,
-                       serial_models=serial_models), as_json)
+        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, nri_interval_s=nri_interval),
+                   as_json)
 
     @groups.bench.command("soak")
     def bench_soak(

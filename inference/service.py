@@ -6,7 +6,7 @@ One loop, one frame at a time, never a backlog::
       → OnlineCleaner (tracking, hold, One Euro filter or the MKFF refiner)        canonical (D, J, 3) m
       → FrameBuffer (ring of the last frames) → window resampled at the model's fps
       → NRI encoder → (J, J) pair strengths → EMA over time                      strings
-      → STGA-Net → (H, D, J, 3) m  (beside the NRI, on this thread)              forecasts
+      → STGA-Net → (H, D, J, 3) m                                                 forecasts
       → OSC bundles (≤ 1472 bytes each) over UDP to every target
 
 Stages are timed (``receive`` = taking the newest message and decoding it, ``clean``,
@@ -26,11 +26,6 @@ dancers over the window, warm-up) ``s_new`` is 0, so strings fade out with the s
 Without frames for ``input_timeout_s`` the state is ``no-input``, sent 4 times a second; the
 cleaner and the window restart when frames come back. A missing or refused model gives
 ``no-model`` and the rest keeps flowing. Model failures at run time are counted and logged once.
-
-The NRI encoder runs on a worker thread while STGA-Net runs on the loop's thread
-(``parallel_models``; ONNX Runtime releases the GIL), and the frame waits for both: its ``nri``
-stage time is what it waited beyond STGA-Net, and the CPU time per frame (``added_cpu``) counts
-every thread of the process.
 """
 
 from __future__ import annotations
@@ -40,7 +35,6 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +98,6 @@ class ServiceConfig:
         nri_interval_s: least time between two NRI runs (capture clock); ``None``: one frame period of
             the model (``1 / fps``, the spacing of its window), 0: every frame. Between runs the EMA
             keeps moving towards the last output.
-        parallel_models: run the NRI encoder on a worker thread while STGA-Net runs on this one
-            (ONNX Runtime releases the GIL), so a frame that needs both waits for the slower
-            rather than their sum; the frame's strings still come from its own window.
     """
 
     sub: str = DEFAULT_ADDRESS
@@ -125,7 +116,6 @@ class ServiceConfig:
     max_packet: int = MAX_PACKET_BYTES
     smoothing: str = "one_euro"
     nri_interval_s: float | None = None
-    parallel_models: bool = True
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or self.prefix.endswith("/"):
@@ -175,15 +165,7 @@ class InferenceService:
         self.scorer = ForecastScorer(self.horizons_ms)
         # the run summary's figures: the last _KEEP_LATENCY frames, preallocated (constant memory)
         self.run_timings = RollingTimings(("latency", "added", "added_cpu"), size=_KEEP_LATENCY)
-        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="istrings-nri")
-                      if config.parallel_models and self.models.strings is not None else None)
         self._reset_pipeline()
-
-    def close(self) -> None:
-        """Stop the NRI worker thread (if any); :meth:`process` then runs the NRI inline."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     # ----------------------------------------------------------------------------- per frame
 
@@ -206,43 +188,26 @@ class InferenceService:
             log.exception("the %s model failed on a frame; it keeps being tried, failures are counted", kind)
         self.counters.model_errors[kind] = n + 1
 
-    def _start_strings(self, cleaned: CleanedFrame) -> Future[NDArray[np.float32]] | NDArray[np.float32] | None:
-        """The NRI output for this frame: a running job (worker thread), a finished one, or ``None``
-        (no model, not warm, a dancer missing, or a failure). Windows are built on this thread."""
+    def _run_strings(self, cleaned: CleanedFrame) -> None:
+        """Update :attr:`strengths` (EMA) from the NRI model, or fade them out."""
         model = self.models.strings
-        if model is None:
-            return None
-        span = model.spec.span_s
-        self._warm = self.buffer.covers(span)
-        if not (self._warm and self.buffer.both_present_over(span)):
-            self._raw = None
-            return None
-        interval = self.config.nri_interval_s
-        interval = 1.0 / model.spec.fps if interval is None else interval
-        if self._raw is not None and cleaned.t_s - self._nri_t < interval - 1e-6:
-            return self._raw  # ran less than a model frame ago: its window has barely moved
-        try:
-            window = model_window(self.buffer, model.spec)
-            self._nri_t = cleaned.t_s
-            if self._pool is not None:
-                return self._pool.submit(model.strengths, window)
-            self._raw = model.strengths(window)
-            return self._raw
-        except Exception:  # an ONNX Runtime failure must not stop the live process
-            self._model_failed("nri")
-            return None
-
-    def _finish_strings(self, cleaned: CleanedFrame,
-                        job: Future[NDArray[np.float32]] | NDArray[np.float32] | None) -> None:
-        """Update :attr:`strengths` (EMA) from the NRI output, or fade them out."""
         raw: NDArray[np.float32] | None = None
-        if isinstance(job, Future):
-            try:
-                raw = self._raw = job.result()
-            except Exception:  # an ONNX Runtime failure must not stop the live process
-                self._model_failed("nri")
-        else:
-            raw = job
+        if model is not None:
+            span = model.spec.span_s
+            self._warm = self.buffer.covers(span)
+            if self._warm and self.buffer.both_present_over(span):
+                interval = self.config.nri_interval_s
+                interval = 1.0 / model.spec.fps if interval is None else interval
+                if self._raw is not None and cleaned.t_s - self._nri_t < interval - 1e-6:
+                    raw = self._raw  # ran less than a model frame ago: its window has barely moved
+                else:
+                    try:
+                        raw = self._raw = model.strengths(model_window(self.buffer, model.spec))
+                        self._nri_t = cleaned.t_s
+                    except Exception:  # an ONNX Runtime failure must not stop the live process
+                        self._model_failed("nri")
+            else:
+                self._raw = None
         dt = 0.0 if self._last_t is None else min(max(cleaned.t_s - self._last_t, 0.0), _MAX_DT_S)
         tau = self.config.edge_tau_s
         alpha = 1.0 if tau == 0 else (1.0 - math.exp(-dt / tau) if self._last_t is not None else 1.0)
@@ -285,17 +250,15 @@ class InferenceService:
         t1 = clock()
         self.buffer.push(cleaned.t_s, cleaned.joints, both)
         t2 = clock()
-        job = self._start_strings(cleaned)
+        self._run_strings(cleaned)
         t3 = clock()
         forecasts = self._run_forecast(cleaned, both)
         t4 = clock()
-        self._finish_strings(cleaned, job)
-        t5 = clock()
         self._last_t = cleaned.t_s
         state, detail = self.status(cleaned.present)
         self.timings.add("clean", t1 - t0)
         self.timings.add("window", t2 - t1)
-        self.timings.add("nri", (t3 - t2) + (t5 - t4))  # what the frame waits for, beyond STGA-Net
+        self.timings.add("nri", t3 - t2)
         self.timings.add("stga", t4 - t3)
         return FrameOutput(
             seq=frame.seq, latency_ms=(time.monotonic_ns() - frame.t_capture_ns) / 1e6, present=cleaned.present,
@@ -352,7 +315,6 @@ class InferenceService:
                 self.elapsed_s = time.monotonic() - start
                 self.osc_stats = {"packets": osc.packets, "bytes": osc.bytes, "errors": dict(osc.errors)}
                 self.received = sub.received
-                self.close()
         return self.summary()
 
     def _loop(self, stop: threading.Event, sub: Subscriber, osc: OscSender, listener: RequestListener | None,
@@ -376,7 +338,7 @@ class InferenceService:
                 self._answer(listener, osc)
             ns = time.perf_counter_ns
             t_take = ns()
-            c_take = time.process_time_ns()
+            c_take = time.thread_time_ns()
             latest = sub.recv_latest(0)
             now = time.monotonic()
             if latest is None:
@@ -418,7 +380,7 @@ class InferenceService:
                     self.rate.tick(now)
                     self.run_timings.add("latency", int(out.latency_ms * 1e6))
                     self.run_timings.add("added", t_end - t_take)
-                    self.run_timings.add("added_cpu", time.process_time_ns() - c_take)  # robust to a busy machine
+                    self.run_timings.add("added_cpu", time.thread_time_ns() - c_take)  # robust to a busy machine
             if now >= next_stats:
                 osc.send([encode_stats(self.rate.rate(now), self.counters.skipped, self.drops.total,
                                        self.timings.quantiles_ms(), self.scorer.errors(), cfg.prefix)])
