@@ -389,6 +389,11 @@ def fit(task: Task, train_data: Dataset[Any], val_data: Dataset[Any] | None, cfg
                     _write_metrics(out_dir, history)
                 progress.update(epoch_bar, advance=1, info=f"{key or 'train/loss'} "
                                 f"{row.get(key or 'train/loss', float('nan')):.4g}")
+        if own_group:
+            # Every rank finishes its last collective and rank 0 its files before any rank tears
+            # the group down: a rank destroying gloo's group while its peer still runs aborted it
+            # now and then ("terminate called without an active exception", SIGABRT).
+            dist.barrier()
     except KeyboardInterrupt:
         # Ctrl-C (SIGINT) ends training early but keeps the run: metrics, checkpoints and plots
         # of the finished epochs are all on disk.
