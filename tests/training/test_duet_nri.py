@@ -243,6 +243,27 @@ def test_pair_features_see_a_bone_that_copies_another_one_frame_later() -> None:
     torch.testing.assert_close(_pair_features(xr, lags=3), f, atol=1e-5, rtol=1e-4)
 
 
+def test_pair_features_equal_the_per_lag_sums_of_their_definition() -> None:
+    """The batched form (zero-padded, shifted series) gives the docstring's sums, lag by lag."""
+    torch.manual_seed(8)
+    T, N, L = 9, TINY.num_nodes, 4
+    x = torch.randn(2, T, N, 6)
+    bone_op = torch.eye(N) - torch.as_tensor(TINY.parent_matrix())
+    bones = torch.matmul(bone_op, x[..., :3])
+    u = bones / (bones.norm(dim=-1, keepdim=True) + 1e-6)  # (B, T, N, 3)
+    du = u[:, 1:] - u[:, :-1]
+    send, recv = TINY.senders_receivers()
+    want = []
+    for lag in range(L):
+        a, b = du[:, : T - 1 - lag], du[:, lag:]
+        num = torch.einsum("btnc,btmc->bnm", a, b)
+        na, nb = (a * a).sum(dim=(1, 3)), (b * b).sum(dim=(1, 3))
+        corr = num / torch.sqrt(na[:, :, None] * nb[:, None, :] + 1e-12)
+        cos = torch.einsum("btnc,btmc->bnm", u[:, : T - lag], u[:, lag:]) / (T - lag)
+        want += [corr[:, send, recv], cos[:, send, recv]]
+    torch.testing.assert_close(_pair_features(x, lags=L), torch.stack(want, dim=-1), atol=1e-6, rtol=1e-5)
+
+
 def test_future_keeps_the_frames_to_forecast_from_the_encoder() -> None:
     """With ``future`` the edges cannot carry the answer: the encoder never sees the forecast frames."""
     torch.manual_seed(7)

@@ -219,21 +219,36 @@ class PairFeatures(nn.Module):
         self.register_buffer("bone_op", bone_op.clone())
         self.register_buffer("slots", send * bone_op.shape[0] + recv)  # (E,) flat index into (N, N)
 
+    def lagged(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Lagged products of every pair of series, all lags at once.
+
+        ``v (B, N, 3, S)`` → ``Σ_{t<S−l} v_n(t)·v_m(t+l)`` ``(B, L, N, N)`` (sender n earlier,
+        receiver m later) and the two sums of squares over the same frames, ``Σ |v_n(t)|²``
+        ``(B, L, N)`` for the sender's frames and for the receiver's. The early series is the
+        series with its last ``l`` frames zeroed, the late one the series shifted ``l`` frames back
+        (zeros at the end), so every lag is one batched matmul over 3·S.
+        """
+        B, N, _, S = v.shape
+        t = torch.arange(S, device=v.device)
+        lag = torch.arange(self.lags, device=v.device)
+        keep = (t[None, :] < S - lag[:, None]).to(v.dtype)  # (L, S) frames with a partner l later
+        shift = ((t[None, :, None] == t[None, None, :] + lag[:, None, None]) & (keep[:, None, :] > 0)).to(v.dtype)
+        early = v.unsqueeze(1) * keep[:, None, None, :]  # (B, L, N, 3, S)
+        late = torch.matmul(v.unsqueeze(1), shift[:, None])  # (B, L, N, 3, S): late[..., t] = v[..., t + l]
+        e, lt = early.reshape(B, self.lags, N, 3 * S), late.reshape(B, self.lags, N, 3 * S)
+        return torch.matmul(e, lt.transpose(-1, -2)), (e * e).sum(dim=-1), (lt * lt).sum(dim=-1)
+
     def forward(self, x: Tensor) -> Tensor:
         B, T, N, _ = x.shape
         bones = torch.matmul(self.bone_op, x[..., :3])  # (B, T, N, 3)
         u = bones / (bones.norm(dim=-1, keepdim=True) + 1e-6)  # unit directions
-        du = u[:, 1:] - u[:, :-1]  # (B, T-1, N, 3)
-        feats: list[Tensor] = []
-        for lag in range(self.lags):  # a small constant: unrolled in the exported graph
-            a, b = du[:, : T - 1 - lag], du[:, lag:]  # sender earlier, receiver later
-            num = torch.einsum("btnc,btmc->bnm", a, b)  # (B, N, N) sender n, receiver m
-            na, nb = (a * a).sum(dim=(1, 3)), (b * b).sum(dim=(1, 3))  # (B, N)
-            corr = num / torch.sqrt(na[:, :, None] * nb[:, None, :] + 1e-12)
-            cos = torch.einsum("btnc,btmc->bnm", u[:, : T - lag], u[:, lag:]) / (T - lag)
-            for m in (corr, cos):
-                feats.append(m.reshape(B, N * N).index_select(1, self.slots))  # (B, E)
-        return torch.stack(feats, dim=-1)  # (B, E, 2L)
+        ut = u.permute(0, 2, 3, 1)  # (B, N, 3, T)
+        num, na, nb = self.lagged(ut[..., 1:] - ut[..., :-1])  # Δu: (B, L, N, N), (B, L, N) × 2
+        corr = num / torch.sqrt(na[..., :, None] * nb[..., None, :] + 1e-12)  # (B, L, N, N)
+        frames = T - torch.arange(self.lags, device=x.device, dtype=x.dtype)  # (L,) frames per lag
+        cos = self.lagged(ut)[0] / frames[:, None, None]  # (B, L, N, N)
+        every = torch.stack([corr, cos], dim=2).reshape(B, 2 * self.lags, N * N)  # corr_0, cos_0, corr_1, …
+        return every.index_select(2, self.slots).transpose(1, 2)  # (B, E, 2L)
 
 
 class DuetEncoder(nn.Module):

@@ -50,11 +50,16 @@ class GraphGRUCell(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, u: Tensor, h: Tensor) -> Tensor:
-        H = self.hidden
-        m = torch.einsum("nm,bmh->bnh", self.G, h)  # (B, N, H) neighbours' states
-        gi = self.input_gates(u)  # (B, N, 3H)
+        return self.step(self.input_gates(u), h)
+
+    def step(self, gi: Tensor, h: Tensor) -> Tensor:
+        """The update given the input gates ``gi = W u + b`` ``(B, N, 3H)`` (callers may build them
+        more cheaply, e.g. from parts that do not change between steps)."""
+        m = torch.matmul(self.G, h)  # (N, N) @ (B, N, H) → (B, N, H) neighbours' states
         gh = self.hidden_gates(torch.cat([h, m], dim=-1))  # (B, N, 3H)
-        r = torch.sigmoid(gi[..., :H] + gh[..., :H])
-        z = torch.sigmoid(gi[..., H : 2 * H] + gh[..., H : 2 * H])
-        n = torch.tanh(gi[..., 2 * H :] + r * gh[..., 2 * H :])
-        return (1.0 - z) * n + z * h  # (B, N, H)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return n + z * (h - n)  # = (1 − z) ⊙ n + z ⊙ h, (B, N, H)

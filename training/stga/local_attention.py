@@ -55,4 +55,4 @@ class LocalGraphAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         P = self.attention()  # (N, N) receiver i, sender j
-        return torch.einsum("nm,btmc->btnc", P, self.W(x))  # (B, T, N, C)
+        return torch.matmul(P, self.W(x))  # (N, N) @ (B, T, N, C) → (B, T, N, C)
