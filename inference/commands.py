@@ -57,6 +57,10 @@ def register(app: typer.Typer, groups: Groups) -> None:
         nri_interval: Annotated[float | None, typer.Option(
             "--nri-interval-s", min=0.0,
             help="Least seconds between NRI runs (default: one model frame, 1/fps; 0: every frame).")] = None,
+        gate_tau: Annotated[float, typer.Option(
+            "--gate-tau-s", min=0.0, help="Forgetting time of the forecast gate (blend with the better baseline "
+                                          "by recent errors), seconds; 0: no gate, the model's forecasts as they are.")]
+        = 3.0,
         log_every: Annotated[float, typer.Option(
             "--log-every-s", min=0.1, help="Seconds between timing log lines (shown with -v).")] = 10.0,
         max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")]
@@ -78,7 +82,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         cfg = ServiceConfig(sub=sub, osc=osc_targets(osc or []), listen=listen, prefix=prefix, models_dir=models,
                             device=device, combine=combine, top_k=top_k, edge_tau_s=edge_tau,
                             input_timeout_s=input_timeout, max_packet=max_packet, log_every_s=log_every,
-                            smoothing=smoothing, nri_interval_s=nri_interval)
+                            smoothing=smoothing, nri_interval_s=nri_interval, gate_tau_s=gate_tau or None)
         logging.getLogger("inference").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
         service = InferenceService(cfg)
         typer.echo(f"inferring {sub} → OSC {', '.join(cfg.osc)} (models: {service.models.device}; "

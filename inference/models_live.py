@@ -166,6 +166,13 @@ class ForecastModel(OnnxModel):
         if not self.horizons_ms:
             raise ModelError(f"refusing {self.path}: its metadata lists no forecast horizons (horizons_s)")
         self.spec = WindowSpec(frames=int(meta.window_frames), fps=float(meta.fps))
+        frames = meta.extra.get("horizon_frames")
+        if isinstance(frames, list) and len(frames) == len(self.horizons_ms):
+            lead = tuple(int(f) / self.spec.fps for f in frames)  # the model steps whole frames of its rate
+        else:
+            lead = tuple(float(h) for h in meta.horizons_s)
+        self.lead_s: tuple[float, ...] = lead
+        """Seconds each forecast lies after the window's newest frame (``horizon_frames / fps``)."""
         ishape, oshape = self.inputs[0].shape, self.outputs[0].shape
         want_in = (self.spec.frames, D * J, 3)
         if len(ishape) != 4 or any(_static(a) not in (None, b) for a, b in zip(ishape[1:], want_in, strict=True)):

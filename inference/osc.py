@@ -157,14 +157,17 @@ SCHEMA: tuple[AddressSpec, ...] = (
                 "smoothed strengths in [0, 1] (zeros without an NRI model)"),
     AddressSpec("/forecast/{ms}/dancer/{d}", (Arg("x, y, z per joint", "f", "3J", "m"),),
                 "every frame, one per horizon (only with an STGA model)",
-                "forecast joints of dancer d, ms milliseconds after the frame's capture"),
+                "forecast joints of dancer d, ms milliseconds after the frame's capture (STGA-Net "
+                "blended online with the better of zero and constant velocity by their recent errors; "
+                "`infer --gate-tau-s 0`: the model alone)"),
     AddressSpec("/stats", (Arg("frames sent per second", "f"), Arg("frames skipped, total", "i"),
                            Arg("messages dropped as invalid, total", "i"),
                            Arg("(p50, p99) per stage", "ff", "S", "ms")),
                 "once a second", f"rolling timings of the stages {', '.join(STAGES)} (p50, p99 each)"),
     AddressSpec("/forecast/error", (Arg("(horizon ms, mean joint error m, forecasts scored)", "ifi", "H"),),
                 "once a second (only with an STGA model)",
-                "mean per-joint position error of every horizon so far, against the frame that arrived at it"),
+                "mean per-joint position error so far of every horizon's forecasts as sent, against the frame "
+                "that arrived at it"),
     AddressSpec("/names", (Arg("joint name", "s", "J"),),
                 "at start, and in answer to a /names request", "canonical joint names, in order (for OSC In DAT)"),
     AddressSpec("/horizons", (Arg("forecast horizon", "i", "H", "ms"),),

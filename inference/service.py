@@ -6,7 +6,7 @@ One loop, one frame at a time, never a backlog::
       → OnlineCleaner (tracking, hold, One Euro filter or the MKFF refiner)        canonical (D, J, 3) m
       → FrameBuffer (ring of the last frames) → window resampled at the model's fps
       → NRI encoder → (J, J) pair strengths → EMA over time                      strings
-      → STGA-Net → (H, D, J, 3) m                                                 forecasts
+      → STGA-Net → (H, D, J, 3) m → forecast gate (blend with the better baseline)  forecasts
       → OSC bundles (≤ 1472 bytes each) over UDP to every target
 
 Stages are timed (``receive`` = taking the newest message and decoding it, ``clean``,
@@ -22,6 +22,12 @@ same smoothing at any frame rate. The NRI encoder runs at most once per model fr
 faster input would give it nearly the same window again); in between, the EMA keeps moving towards
 its last output. When the NRI model does not run (no model, fewer than two
 dancers over the window, warm-up) ``s_new`` is 0, so strings fade out with the same ``τ``.
+
+Forecast gate (:mod:`stream.forecast_gate`, ``gate_tau_s``, default 3 s): every frame resolves
+the forecasts whose target time has passed, and each horizon's output is the model blended with
+the better of zero and constant velocity, weighted by how both did over the last few seconds, so
+a motion the model never learnt falls back to the baseline instead of a confident wrong forecast.
+``forecast_errors`` (``/forecast/error``, the run summary) is the error of what was sent.
 
 Without frames for ``input_timeout_s`` the state is ``no-input``, sent 4 times a second; the
 cleaner and the window restart when frames come back. A missing or refused model gives
@@ -62,8 +68,9 @@ from inference.osc import (
     encode_status,
     parse_hostport,
 )
-from inference.stats import ForecastScorer, RateMeter, RollingTimings, percentiles_ms
+from inference.stats import RateMeter, RollingTimings, percentiles_ms
 from inference.window import FrameBuffer, model_window
+from stream.forecast_gate import ForecastGate, GateConfig
 from stream.protocol import PoseFrame
 from stream.skeleton import CANONICAL, J
 from stream.transport import DEFAULT_ADDRESS, DropCounter, Subscriber, decode_or_count
@@ -98,6 +105,9 @@ class ServiceConfig:
         nri_interval_s: least time between two NRI runs (capture clock); ``None``: one frame period of
             the model (``1 / fps``, the spacing of its window), 0: every frame. Between runs the EMA
             keeps moving towards the last output.
+        gate_tau_s: forgetting time (s) of the forecast gate (:mod:`stream.forecast_gate`), which
+            blends STGA-Net with the better simple baseline by how each did over the recent past;
+            ``None``: no gate, the model's forecasts are sent as they are.
     """
 
     sub: str = DEFAULT_ADDRESS
@@ -116,6 +126,7 @@ class ServiceConfig:
     max_packet: int = MAX_PACKET_BYTES
     smoothing: str = "one_euro"
     nri_interval_s: float | None = None
+    gate_tau_s: float | None = 3.0
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or self.prefix.endswith("/"):
@@ -126,6 +137,8 @@ class ServiceConfig:
             raise OscError(f"--top-k must be in 0..{J * J}, got {self.top_k}")
         if self.edge_tau_s < 0 or not self.input_timeout_s > 0 or not self.idle_status_hz > 0:
             raise OscError("edge_tau_s must be >= 0, input_timeout_s and idle_status_hz > 0")
+        if self.gate_tau_s is not None and not (math.isfinite(self.gate_tau_s) and self.gate_tau_s > 0):
+            raise OscError(f"gate_tau_s must be a positive number of seconds (None: no gate), got {self.gate_tau_s}")
         if not 200 <= self.max_packet <= 65507:
             raise OscError(f"max_packet must be in 200..65507 bytes, got {self.max_packet}")
         for target in self.osc:
@@ -161,8 +174,10 @@ class InferenceService:
         self.rate = RateMeter()
         self.drops = DropCounter()
         self.counters = _Counters()
-        self.horizons_ms: tuple[int, ...] = self.models.forecast.horizons_ms if self.models.forecast else ()
-        self.scorer = ForecastScorer(self.horizons_ms)
+        forecast = self.models.forecast
+        self.horizons_ms: tuple[int, ...] = forecast.horizons_ms if forecast else ()
+        self.gate = (ForecastGate(forecast.lead_s, GateConfig(tau_s=config.gate_tau_s or 3.0))
+                     if forecast is not None else None)
         # the run summary's figures: the last _KEEP_LATENCY frames, preallocated (constant memory)
         self.run_timings = RollingTimings(("latency", "added", "added_cpu"), size=_KEEP_LATENCY)
         self._reset_pipeline()
@@ -181,6 +196,8 @@ class InferenceService:
         self._nri_t = -math.inf  # capture time of the last NRI run, s
         self._last_t: float | None = None
         self._warm = False
+        if self.gate is not None:
+            self.gate.reset()  # its frames stop here; what it learnt about the model stays
 
     def _model_failed(self, kind: str) -> None:
         n = self.counters.model_errors.get(kind, 0)
@@ -215,19 +232,31 @@ class InferenceService:
         self.strengths += np.float32(alpha) * (target - self.strengths)
 
     def _run_forecast(self, cleaned: CleanedFrame, both: bool) -> dict[int, NDArray[np.float32]]:
-        model = self.models.forecast
-        if model is None:
+        model, gate = self.models.forecast, self.gate
+        if model is None or gate is None:
             return {}
-        self.scorer.observe(cleaned.t_s, cleaned.joints, both)
+        gate.observe(cleaned.t_s, cleaned.joints, both)
         if not cleaned.present.any():
             return {}
+        window = self.buffer.resampled(model.spec.frames, model.spec.fps)  # (T, D, J, 3) m
         try:
-            fc = model(self.buffer.resampled(model.spec.frames, model.spec.fps))  # (H, D, J, 3) m
+            fc = model(window)  # (H, D, J, 3) m
         except Exception:
             self._model_failed("stga")
             return {}
-        self.scorer.add(cleaned.t_s, fc)
+        gated = gate.forecast(cleaned.t_s, fc, window[-1], (window[-1] - window[-2]) * model.spec.fps)
+        if self.config.gate_tau_s is not None:
+            fc = gated
         return {h: fc[k] for k, h in enumerate(model.horizons_ms)}
+
+    def forecast_errors(self) -> list[tuple[int, float, int]]:
+        """``(horizon ms, mean per-joint error m, forecasts scored)`` of what was sent so far:
+        the gated forecasts, or the model's own without a gate (none without a forecaster)."""
+        if self.gate is None:
+            return []
+        errs = self.gate.errors()
+        sent = errs["gated" if self.config.gate_tau_s is not None else "model"]
+        return [(h, e, int(n)) for h, e, n in zip(self.horizons_ms, sent, errs["resolved"], strict=True)]
 
     def status(self, present: NDArray[np.bool_]) -> tuple[str, str]:
         """``(state, detail)`` of a frame with input (see :data:`inference.osc.STATES`)."""
@@ -383,12 +412,21 @@ class InferenceService:
                     self.run_timings.add("added_cpu", time.thread_time_ns() - c_take)  # robust to a busy machine
             if now >= next_stats:
                 osc.send([encode_stats(self.rate.rate(now), self.counters.skipped, self.drops.total,
-                                       self.timings.quantiles_ms(), self.scorer.errors(), cfg.prefix)])
+                                       self.timings.quantiles_ms(), self.forecast_errors(), cfg.prefix)])
                 next_stats = now + cfg.stats_every_s
             if now >= next_log:
                 log.info("infer: %.1f frames/s, %d skipped, %s dropped; %s", self.rate.rate(now),
                          self.counters.skipped, self.drops.summary(), self.timings.line())
                 next_log = now + cfg.log_every_s
+
+    def _gate_summary(self) -> dict[str, Any] | None:
+        """The gate's state and every forecaster's error so far (m), per horizon."""
+        if self.gate is None:
+            return None
+        errs = self.gate.errors()
+        return {"tau_s": self.config.gate_tau_s, "weights": [round(w, 4) for w in self.gate.weights()],
+                "baselines": self.gate.baselines(),
+                **{k: [None if math.isnan(e) else round(e, 5) for e in v] for k, v in errs.items()}}
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures of the run (counts, stage timings, latencies, forecast errors)."""
@@ -413,7 +451,8 @@ class InferenceService:
             "models": {k: self.models.problems.get(k, "loaded") for k in ("nri", "stga", "mkff")},
             "device": self.models.device,
             "forecast_error_m": {str(h): (None if math.isnan(e) else round(e, 5))
-                                 for h, e, _ in self.scorer.errors()},
+                                 for h, e, _ in self.forecast_errors()},
+            "forecast_gate": self._gate_summary(),
             "osc": getattr(self, "osc_stats", {}),
             "cleaner": self.cleaner.counters(),
         }

@@ -27,7 +27,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         val: Annotated[str | None, typer.Option(
             "--val", help="Validation data (same forms); default the held-out takes with the corpus.")] = None,
         config: Annotated[Path | None, typer.Option(
-            "--config", help="TOML with [model], [task] and [train] tables (options given here win).")] = None,
+            "--config", help="TOML with \\[model], \\[task] and \\[train] tables (options given here win).")] = None,
         epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (40).")] = None,
         batch_size: Annotated[int | None, typer.Option("--batch-size", help="Windows per step (64).")] = None,
         lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (1e-3).")] = None,
@@ -46,18 +46,28 @@ def register(app: typer.Typer, groups: Groups) -> None:
             "--swap-p", help="Probability of swapping the dancers in a training window (0.5).")] = None,
         mirror_p: Annotated[float | None, typer.Option(
             "--mirror-p", help="Probability of a left/right mirrored training window (0.5).")] = None,
+        horizon_weights: Annotated[str | None, typer.Option(
+            "--horizon-weights", help="Comma-separated loss weight per horizon (all 1).")] = None,
         init: Annotated[Path | None, typer.Option(
             "--init", help="Start from this STGA-Net checkpoint (same model settings).")] = None,
     ) -> None:
         """Train STGA-Net to forecast both dancers (80 ms … 1 s ahead); prints a JSON summary."""
         from training.stga.task import train_stga
 
+        weights = None
+        if horizon_weights is not None:
+            try:
+                weights = tuple(float(w) for w in horizon_weights.split(","))
+            except ValueError:
+                raise typer.BadParameter(f"not comma-separated numbers: {horizon_weights!r}",
+                                         param_hint="--horizon-weights") from None
         summary = train_stga(
             out=out, data=data, val=val, config=config, init=init,
             model={"past_frames": past_frames, "hidden": hidden, "dropout": dropout},
             train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_step": lr_step,
                    "weight_decay": weight_decay, "seed": seed, "device": device, "num_threads": threads},
-            task={"synthetic": synthetic, "stride": stride, "swap_p": swap_p, "mirror_p": mirror_p},
+            task={"synthetic": synthetic, "stride": stride, "swap_p": swap_p, "mirror_p": mirror_p,
+                  "horizon_weights": weights},
         )
         if int(os.environ.get("RANK", "0")) == 0:
             typer.echo(json.dumps(summary))
@@ -71,14 +81,19 @@ def register(app: typer.Typer, groups: Groups) -> None:
         stride: Annotated[int, typer.Option("--stride", min=1, help="Frames between evaluated windows.")] = 1,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         threads: Annotated[int, typer.Option("--threads", min=1, help="torch threads.")] = 1,
+        gate_tau: Annotated[float, typer.Option(
+            "--gate-tau-s", min=0.001, help="Forgetting time of the online forecast gate, seconds (as `infer`).")]
+        = 3.0,
     ) -> None:
-        """MPJPE and MAE (mm) per horizon: STGA-Net vs zero- and constant-velocity on the same windows."""
+        """MPJPE and MAE (mm) per horizon: STGA-Net, STGA-Net behind the online gate (what `infer`
+        sends), zero- and constant-velocity, on the same windows."""
         import torch
 
+        from stream.forecast_gate import GateConfig
         from training.stga.task import evaluate_stga
 
         torch.set_num_threads(threads)
-        report = evaluate_stga(checkpoint, data, stride=stride)
+        report = evaluate_stga(checkpoint, data, stride=stride, gate=GateConfig(tau_s=gate_tau))
         if as_json:
             typer.echo(json.dumps(report))
             return
@@ -87,11 +102,12 @@ def register(app: typer.Typer, groups: Groups) -> None:
 
         table = Table(title=f"STGA-Net on {data}: {report['windows']} windows of {', '.join(report['takes'])}")
         table.add_column("horizon")
-        for name in ("model", "zero_velocity", "constant_velocity"):
+        names = ("model", "gated", "zero_velocity", "constant_velocity")
+        for name in names:
             table.add_column(f"{name} MPJPE / MAE (mm)")
         for k, (h, f) in enumerate(zip(report["horizons_ms"], report["frames"], strict=True)):
             table.add_row(f"{h:g} ms ({f} fr)", *(f"{report[n]['mpjpe_mm'][k]:.1f} / {report[n]['mae_mm'][k]:.1f}"
-                                                 for n in ("model", "zero_velocity", "constant_velocity")))
+                                                 for n in names))
         Console().print(table)
 
     @groups.bench.command("stga")

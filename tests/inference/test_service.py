@@ -25,7 +25,7 @@ from inference.models_live import (
 from inference.osc import decode_packet
 from inference.runtime import ModelError
 from inference.service import InferenceService, ServiceConfig
-from inference.stats import ForecastScorer, RollingTimings
+from inference.stats import RollingTimings
 from inference.window import FrameBuffer, Normalization, WindowSpec, features, interpolate_at, model_window, normalize
 from stream.protocol import PoseFrame
 from stream.skeleton import CANONICAL, J, Layout
@@ -232,7 +232,7 @@ def test_missing_and_refused_models_are_reported_not_raised(tmp_path: Path, capl
 def test_strengths_follow_the_model_through_the_ema(tmp_path: Path) -> None:
     write_nri(tmp_path)
     write_stga(tmp_path)
-    svc = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", edge_tau_s=0.25))
+    svc = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", edge_tau_s=0.25, gate_tau_s=None))
     dt = 1 / 30
     outs = [svc.process(duet_frame(k, k * dt)) for k in range(40)]
     # the window (8 frames at 30 fps) covers its 7/30 s span from frame 7 on; before, strengths stay 0
@@ -244,7 +244,7 @@ def test_strengths_follow_the_model_through_the_ema(tmp_path: Path) -> None:
     assert outs[39].status == "ok" and outs[39].detail == ""
     assert set(outs[39].forecasts) == {80, 160}
     np.testing.assert_allclose(outs[39].forecasts[160][..., 0], outs[39].joints[..., 0] + 0.1, atol=1e-5)
-    errors = dict((h, e) for h, e, _ in svc.scorer.errors())
+    errors = dict((h, e) for h, e, _ in svc.forecast_errors())  # no gate: the model's own errors
     assert errors[80] == pytest.approx(0.0, abs=1e-5) and errors[160] == pytest.approx(0.1, abs=1e-5)
     # one dancer leaves: no NRI, strings fade with the same time constant, status one-dancer
     later = [svc.process(duet_frame(40 + k, (40 + k) * dt, people=1)) for k in range(30)]
@@ -271,15 +271,23 @@ def test_refiner_replaces_the_smoothing_filter(tmp_path: Path) -> None:
     np.testing.assert_allclose(out.joints[..., 1], f.world[..., 1] + 0.5, atol=1e-5)
 
 
-def test_forecast_scorer_and_rolling_timings() -> None:
-    sc = ForecastScorer((100,))
-    x = lambda t: np.full((2, J, 3), t, np.float32)  # noqa: E731  moves 1 m/s along every axis
-    sc.observe(0.0, x(0.0), True)
-    sc.add(0.0, x(0.1)[None] + 0.02)  # forecast for t = 0.1 off by 2 cm per axis
-    sc.observe(0.05, x(0.05), True)
-    sc.observe(0.15, x(0.15), True)  # target 0.1 lies between: truth interpolated = x(0.1)
-    (h, err, n), = sc.errors()
-    assert (h, n) == (100, 1) and err == pytest.approx(0.02 * math.sqrt(3), rel=1e-5)
+def test_the_gate_replaces_a_wrong_forecast_by_the_baseline(tmp_path: Path) -> None:
+    """The test forecaster is exact at 80 ms and 10 cm off at 160 ms on still dancers: with the
+    gate (the default) the 160 ms output falls back to holding the pose, the 80 ms one stays."""
+    write_stga(tmp_path)
+    svc = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu"))
+    outs = [svc.process(duet_frame(k, k / 30)) for k in range(40)]
+    np.testing.assert_allclose(outs[-1].forecasts[160], outs[-1].joints, atol=1e-5)
+    np.testing.assert_allclose(outs[-1].forecasts[80], outs[-1].joints + STGA_OFFSETS[0], atol=1e-5)
+    gate = svc.summary()["forecast_gate"]
+    assert gate["weights"] == [1.0, 0.0] and gate["model"][1] == pytest.approx(0.1, abs=1e-5)
+    (_, e80, _), (_, e160, n160) = svc.forecast_errors()
+    # 160 ms is 5 frames at 30 fps: the 5 forecasts made before the first one was resolved went
+    # out as the model made them, every later one was the baseline (exact on still dancers)
+    assert e80 == pytest.approx(0.0, abs=1e-6) and e160 == pytest.approx(0.1 * 5 / n160, rel=1e-4)
+
+
+def test_rolling_timings() -> None:
     rt = RollingTimings(("a",), size=4)
     for v in (1, 2, 3, 4, 1000):  # the oldest (1 ms) falls out of the ring
         rt.add("a", v * 1_000_000)

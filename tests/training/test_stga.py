@@ -34,7 +34,7 @@ from training.stga.global_attention import GlobalGraphAttention
 from training.stga.graph import DISTAL, PELVIS, N, local_adjacency
 from training.stga.local_attention import LocalGraphAttention
 from training.stga.model import STGAConfig, STGAConfigError, STGANet
-from training.stga.task import STGATask, STGATaskConfig
+from training.stga.task import STGAError, STGATask, STGATaskConfig
 from training.stga.temporal import TemporalDilatedConv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,6 +203,24 @@ def test_one_epoch_through_fit(tiny_clips: list[tuple[str, Clip]], tmp_path: Pat
     assert "head.weight" in moved and "blocks.0.local.M" in moved and "blocks.0.globl.C" in moved
 
 
+def test_horizon_weights_weigh_each_horizons_scaled_error(tiny_clips: list[tuple[str, Clip]]) -> None:
+    train = ForecastWindows(tiny_clips[:1], TINY.past_frames, TINY.frames, stride=8)
+    scales = BaselineScales.fit(train)
+    past, future = (torch.stack(t) for t in zip(*(train[i] for i in range(8)), strict=True))
+    plain = STGATask(TINY, STGATaskConfig(), scales, "w")
+    loss, err = plain._loss(plain.model(past), future)
+    ratio = err / torch.tensor(scales.mpjpe_m)  # (H,)
+    torch.testing.assert_close(loss, ratio.mean())
+    first = STGATask(TINY, STGATaskConfig(horizon_weights=(1.0, 0.0, 0.0)), scales, "w")
+    first.model.load_state_dict(plain.model.state_dict())
+    torch.testing.assert_close(first._loss(first.model(past), future)[0], ratio[0])
+    with pytest.raises(STGAError, match="3 horizons"):
+        STGATask(TINY, STGATaskConfig(horizon_weights=(1.0, 2.0)), scales, "w")
+    for bad in ((0.0, 0.0, 0.0), (1.0, -1.0, 1.0), (float("nan"), 1.0, 1.0)):
+        with pytest.raises(STGAError, match="horizon_weights"):
+            STGATaskConfig(horizon_weights=bad)
+
+
 def istrings(*args: str) -> tuple[int, str]:
     r = CliRunner().invoke(build_app(), list(args), env=ENV)
     if r.exception is not None and not isinstance(r.exception, SystemExit):
@@ -251,10 +269,15 @@ CHECKPOINTS = sorted((REPO / "training" / "checkpoints").glob("stga_*.pt"))
 @pytest.mark.slow
 @pytest.mark.skipif(not CHECKPOINTS or not SHARED.is_dir(), reason="no shipped STGA-Net checkpoint or shared data")
 def test_shipped_checkpoint_beats_both_baselines_on_a_held_out_take() -> None:
+    """The bundled forecaster on the held-out takes: well below both baselines on salsa at every
+    horizon; on squats (motion it never saw) the model is worse, and the online gate brings what is
+    sent back to within 10 % of the better baseline."""
     from training.stga.task import evaluate_stga
 
     path = CHECKPOINTS[-1]
     assert path.stat().st_size < 2_000_000
-    report = evaluate_stga(path, "salsa_05", stride=4)
-    best = np.minimum(report["zero_velocity"]["mpjpe_mm"], report["constant_velocity"]["mpjpe_mm"])
-    assert np.all(np.asarray(report["model"]["mpjpe_mm"]) < best)
+    report = evaluate_stga(path, "salsa_05,cmu_squats", stride=2)
+    for take, factor, key in (("salsa_05", 0.75, "model"), ("salsa_05", 0.75, "gated"), ("cmu_squats", 1.1, "gated")):
+        r = report["per_take"][take]
+        best = np.minimum(r["zero_velocity"], r["constant_velocity"])
+        assert np.all(np.asarray(r[key]) < factor * best), (take, key, r[key], best.tolist())

@@ -14,7 +14,8 @@ import numpy as np
 
 from stream.skeleton import CANONICAL
 
-_SERIES = (("model", "STGA-Net"), ("zero_velocity", "zero velocity"), ("constant_velocity", "constant velocity"))
+_SERIES = (("model", "STGA-Net"), ("gated", "STGA-Net, gated"), ("zero_velocity", "zero velocity"),
+           ("constant_velocity", "constant velocity"))
 
 
 def plot_evaluation(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
@@ -26,7 +27,8 @@ def plot_evaluation(report: Mapping[str, Any], out_dir: str | Path) -> list[Path
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=100)
     for key, label in _SERIES:
-        ax.plot(horizons, report[key]["mpjpe_mm"], marker="o", label=label)
+        if key in report:  # reports written before the gate have no "gated"
+            ax.plot(horizons, report[key]["mpjpe_mm"], marker="o", label=label)
     ax.set_xlabel("horizon (ms)")
     ax.set_ylabel("MPJPE (mm)")
     ax.set_title(f"forecast error, {report.get('windows', '?')} windows: {', '.join(report.get('takes', []))}",

@@ -29,12 +29,14 @@ from torch import Tensor
 
 from stream.clip import Clip
 from stream.errors import IStringsError
+from stream.forecast_gate import ForecastGate, GateConfig
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.config_tables import dataclass_from, read_tables
 from training.forecast_data import (
     BaselineScales,
     ForecastWindows,
     augment,
+    clip_nodes,
     constant_velocity,
     horizon_errors_mm,
     load_forecast_clips,
@@ -63,6 +65,8 @@ class STGATaskConfig:
         swap_p: probability of swapping the dancers in a training window.
         rotate: random yaw about the duet centre for every training window.
         synthetic: synthetic duets (20 s each) added to the training takes.
+        horizon_weights: loss weight of each horizon (``None``: all 1); the loss is
+            ``Σ_k w_k MPJPE_k / s_k / Σ_k w_k``.
     """
 
     stride: int = 1
@@ -71,6 +75,12 @@ class STGATaskConfig:
     swap_p: float = 0.5
     rotate: bool = True
     synthetic: int = 0
+    horizon_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        w = self.horizon_weights
+        if w is not None and (not w or any(not np.isfinite(x) or x < 0 for x in w) or sum(w) <= 0):
+            raise STGAError(f"horizon_weights must be finite, non-negative and not all zero, got {w}")
 
 
 def clips_id(clips: Sequence[tuple[str, Clip]]) -> str:
@@ -99,12 +109,16 @@ class STGATask:
         self.data_id = data_id
         self.model: torch.nn.Module = STGANet(config)
         self._scale = torch.tensor(scales.mpjpe_m, dtype=torch.float32)  # (H,) metres
+        w = task_config.horizon_weights or (1.0,) * len(config.horizons_ms)
+        if len(w) != len(config.horizons_ms):
+            raise STGAError(f"{len(w)} horizon weights for {len(config.horizons_ms)} horizons")
+        self._weight = torch.tensor(w, dtype=torch.float32) / sum(w)  # (H,) sums to 1
         self._rng = np.random.default_rng(seed)
 
     def _loss(self, pred: Tensor, future: Tensor) -> tuple[Tensor, Tensor]:
         """Weighted loss and per-horizon MPJPE ``(H,)`` metres."""
         err = torch.linalg.vector_norm(pred - future, dim=-1).mean(dim=(0, 2))  # (B, H, N) → (H,)
-        return (err / self._scale.to(err.device)).mean(), err
+        return (self._weight.to(err.device) * err / self._scale.to(err.device)).sum(), err
 
     def training_step(self, batch: Any, epoch: int) -> tuple[Tensor, dict[str, float]]:
         past, future = batch
@@ -224,7 +238,7 @@ def train_stga(
 
         report = evaluate_stga(result.best_path, val_clips)
         (Path(out) / "eval.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-        summary["val"] = {k: report[k] for k in ("horizons_ms", "frames", "model", "zero_velocity",
+        summary["val"] = {k: report[k] for k in ("horizons_ms", "frames", "model", "gated", "zero_velocity",
                                                  "constant_velocity", "windows")}
         summary["plots"] = [str(p) for p in plot_evaluation(report, Path(out) / "plots")]
     return summary
@@ -258,20 +272,52 @@ def predict(model: STGANet, past: np.ndarray, batch_size: int = 512) -> np.ndarr
     return np.concatenate(outs, axis=0)
 
 
+def gated_forecasts(clips: Sequence[tuple[str, Clip]], ds: ForecastWindows, pred: np.ndarray, cfg: STGAConfig,
+                    gate: GateConfig | None = None) -> np.ndarray:
+    """The model's forecasts passed through the online gate (:mod:`stream.forecast_gate`) as the
+    live process does: each take replayed frame by frame in time order, every frame observed,
+    a forecast made at each window's last frame.
+
+    Shapes:
+        ``pred (B, H, N, 3)`` metres for the windows of ``ds`` (made from ``clips``) → the same.
+    """
+    out = np.empty_like(pred)
+    horizons_s = [f / cfg.fps for f in cfg.frames]
+    for s, (_, clip) in enumerate(clips):
+        idx = np.flatnonzero(ds.take == s)
+        if not idx.size:
+            continue
+        x = clip_nodes(clip)  # (T, N, 3)
+        complete = np.all(np.asarray(clip.valid, dtype=bool), axis=1).tolist()  # (T,) both dancers present
+        ends = {int(ds.start[i]) + cfg.past_frames - 1: int(i) for i in idx}  # newest frame → window
+        g = ForecastGate(horizons_s, gate)
+        for t in range(min(ends), max(ends) + 1):
+            g.observe(t / cfg.fps, x[t], complete[t])
+            i = ends.get(t)
+            if i is not None:
+                out[i] = g.forecast(t / cfg.fps, pred[i], x[t], (x[t] - x[t - 1]) * cfg.fps)
+    return out
+
+
 def evaluate_stga(checkpoint: str | Path, data: str | Path | Sequence[tuple[str, Clip]] | None = "heldout",
-                  stride: int = 1, batch_size: int = 512) -> dict[str, Any]:
-    """MPJPE and MAE (mm) per horizon of a checkpoint and of both baselines, on the same windows.
+                  stride: int = 1, batch_size: int = 512, gate: GateConfig | None = None) -> dict[str, Any]:
+    """MPJPE and MAE (mm) per horizon of a checkpoint, of it behind the online gate, and of both
+    baselines, on the same windows.
 
     Args:
         checkpoint: an STGA-Net checkpoint.
         data: named clips, or a description for :func:`training.forecast_data.load_forecast_clips`
             (``"heldout"``: the held-out real takes; a clip file; a directory of clips).
         stride: frames between window starts.
+        gate: settings of the online gate (:class:`stream.forecast_gate.GateConfig`).
 
     Returns:
-        ``{"horizons_ms", "frames", "model": {"mpjpe_mm", "mae_mm"}, "zero_velocity": {…},
-        "constant_velocity": {…}, "windows", "takes", "fps", "per_joint_mm"}``; ``per_joint_mm``
-        is the model's error ``(H, J)`` per canonical joint, averaged over both dancers.
+        ``{"horizons_ms", "frames", "model": {"mpjpe_mm", "mae_mm"}, "gated": {…},
+        "zero_velocity": {…}, "constant_velocity": {…}, "windows", "takes", "fps", "gate",
+        "per_take", "per_joint_mm"}``. ``gated`` is what the live process sends: the model
+        blended online with the better baseline (:mod:`stream.forecast_gate`); ``per_take`` maps
+        each take to its ``windows`` and the ``mpjpe_mm`` of the four; ``per_joint_mm`` is the
+        model's error ``(H, J)`` per canonical joint, averaged over both dancers.
 
     Raises:
         STGAError: the data has no complete window.
@@ -285,17 +331,27 @@ def evaluate_stga(checkpoint: str | Path, data: str | Path | Sequence[tuple[str,
         raise STGAError(f"no window of {cfg.past_frames} + {max(cfg.frames)} frames "
                         f"({(cfg.past_frames + max(cfg.frames)) / cfg.fps:.2f} s) in the data; use longer clips")
     past, future = ds.arrays()
+    gate = gate or GateConfig()
     pred = predict(model, past, batch_size)
+    forecasts = {"model": pred, "gated": gated_forecasts(clips, ds, pred, cfg, gate),
+                 "zero_velocity": zero_velocity(past, cfg.frames),
+                 "constant_velocity": constant_velocity(past, cfg.frames)}
     per_node = np.linalg.norm(pred - future, axis=-1).mean(axis=0) * 1000  # (H, N) mm
     J = per_node.shape[1] // 2
+    per_take = {}
+    for s, name in enumerate(ds.names):
+        sel = ds.take == s
+        if sel.any():
+            per_take[name] = {"windows": int(sel.sum()), **{
+                k: horizon_errors_mm(f[sel], future[sel])["mpjpe_mm"] for k, f in forecasts.items()}}
     return {
         "horizons_ms": [float(h) for h in cfg.horizons_ms],
         "frames": list(cfg.frames),
-        "model": horizon_errors_mm(pred, future),
-        "zero_velocity": horizon_errors_mm(zero_velocity(past, cfg.frames), future),
-        "constant_velocity": horizon_errors_mm(constant_velocity(past, cfg.frames), future),
+        **{k: horizon_errors_mm(f, future) for k, f in forecasts.items()},
         "windows": len(ds),
         "takes": [n for n in ds.names],
         "fps": cfg.fps,
+        "gate": dataclasses.asdict(gate),
+        "per_take": per_take,
         "per_joint_mm": (0.5 * (per_node[:, :J] + per_node[:, J:])).round(2).tolist(),
     }
