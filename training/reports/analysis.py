@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.window import interpolate
+from stream.forecast_gate import ForecastGate
 from stream.skeleton import CANONICAL, J
 
 D = 2
@@ -263,49 +264,73 @@ class ForecastQuality:
         error_mm: ``(F, H)`` mean per-joint position error of both dancers (MPJPE), mm; NaN where
             the horizon runs past the end of the session.
         baseline_mm: ``(F, H)`` the same for "hold the last frame", for scale.
+        constant_mm: ``(F, H)`` the same for constant velocity.
+        gated_mm: ``(F, H)`` the same for the forecasts the live process would have sent: the
+            model behind the online gate (:mod:`stream.forecast_gate`) run through the session.
     """
 
     times: NDArray[np.float64]
     horizons_ms: tuple[int, ...]
     error_mm: NDArray[np.float64]
     baseline_mm: NDArray[np.float64]
+    constant_mm: NDArray[np.float64]
+    gated_mm: NDArray[np.float64]
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def means(self) -> dict[str, dict[str, float | None]]:
+        """Per horizon, the mean of each forecaster over the forecasts whose target lies in the session."""
         out: dict[str, dict[str, float | None]] = {}
+        series = (("stga_mm", self.error_mm), ("gated_mm", self.gated_mm), ("hold_last_mm", self.baseline_mm),
+                  ("constant_velocity_mm", self.constant_mm))
         for k, h in enumerate(self.horizons_ms):
-            e, b = self.error_mm[:, k], self.baseline_mm[:, k]
-            ok = np.isfinite(e)
-            out[str(h)] = {"stga_mm": round(float(e[ok].mean()), 1) if ok.any() else None,
-                           "hold_last_mm": round(float(b[ok].mean()), 1) if ok.any() else None}
+            ok = np.isfinite(self.error_mm[:, k])
+            out[str(h)] = {name: round(float(a[ok, k].mean()), 1) if ok.any() else None for name, a in series}
         return out
+
+
+def _mpjpe_mm(pred: NDArray[np.floating], truth: NDArray[np.floating]) -> NDArray[np.float64]:
+    """``(h,)`` mean per-joint error in mm of ``pred`` against ``truth`` ``(h, D, J, 3)`` m."""
+    return np.asarray(1000 * np.linalg.norm(pred - truth, axis=-1).mean(axis=(1, 2)), dtype=np.float64)
 
 
 def forecast_quality(
     times: NDArray[np.floating], joints: NDArray[np.floating], model: Any, *, hop_s: float = 0.1,
     progress: Callable[[float], None] | None = None,
 ) -> ForecastQuality:
-    """Run the forecaster (:class:`inference.models_live.ForecastModel`) every ``hop_s`` and score it."""
+    """Run the forecaster (:class:`inference.models_live.ForecastModel`) every ``hop_s`` and score it,
+    with the baselines and with the online gate the live process puts behind it (fed every frame
+    of the session in time order, as live)."""
     spec = model.spec
     span = (spec.frames - 1) / spec.fps
     ends = np.arange(float(times[0]) + span, float(times[-1]) + 1e-9, hop_s)
     if ends.size == 0:
         raise ValueError(f"the session is shorter than the forecaster's window ({span:.2f} s)")
     wins = model_windows(times, joints, ends, spec.frames, spec.fps)  # (F, T, D, J, 3)
-    hz = np.asarray(model.horizons_ms, np.float64) / 1000.0
-    err = np.full((len(ends), len(hz)), np.nan)
-    base = np.full_like(err, np.nan)
+    lead = np.asarray(model.lead_s, np.float64)  # (H,) s after the newest frame
+    gate = ForecastGate(tuple(lead))
+    complete = np.isfinite(joints).reshape(len(times), -1).all(axis=1)  # (T,)
+    err = np.full((len(ends), len(lead)), np.nan)
+    base, const, gated = np.full_like(err, np.nan), np.full_like(err, np.nan), np.full_like(err, np.nan)
     last_t = float(times[-1])
+    seen = 0  # frames given to the gate so far
     for f, win in enumerate(wins):
+        while seen < len(times) and times[seen] <= ends[f] + 1e-9:
+            gate.observe(float(times[seen]), joints[seen], bool(complete[seen]))
+            seen += 1
         pred = model(win)  # (H, D, J, 3)
-        ok = ends[f] + hz <= last_t + 1e-9
+        vel = (win[-1] - win[-2]) * spec.fps  # (D, J, 3) m/s
+        sent = gate.forecast(float(ends[f]), pred, win[-1], vel)
+        ok = ends[f] + lead <= last_t + 1e-9
         if ok.any():
-            truth = interpolate(times, joints, ends[f] + hz[ok])  # (h, D, J, 3)
-            err[f, ok] = 1000 * np.linalg.norm(pred[ok] - truth, axis=-1).mean(axis=(1, 2))
-            base[f, ok] = 1000 * np.linalg.norm(win[-1][None] - truth, axis=-1).mean(axis=(1, 2))
+            truth = interpolate(times, joints, ends[f] + lead[ok])  # (h, D, J, 3)
+            err[f, ok] = _mpjpe_mm(pred[ok], truth)
+            base[f, ok] = _mpjpe_mm(win[-1][None], truth)
+            const[f, ok] = _mpjpe_mm(win[-1][None] + vel[None] * lead[ok, None, None, None], truth)
+            gated[f, ok] = _mpjpe_mm(sent[ok], truth)
         if progress is not None:
             progress((f + 1) / len(wins))
     return ForecastQuality(times=ends, horizons_ms=tuple(int(h) for h in model.horizons_ms), error_mm=err,
-                           baseline_mm=base,
-                           note=f"STGA-Net ({spec.frames} frames at {spec.fps:g} fps), every {hop_s:g} s")
+                           baseline_mm=base, constant_mm=const, gated_mm=gated,
+                           note=f"STGA-Net ({spec.frames} frames at {spec.fps:g} fps), every {hop_s:g} s; "
+                                f"'as sent' = behind the live process's online gate")

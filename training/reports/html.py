@@ -58,8 +58,9 @@ def write_index(path: Path, summary: dict[str, Any], tl: StringsTimeline, episod
     if fq is not None:
         means = fq.means()
         forecast = ("<img src='forecast.png' alt='forecast error over time'>" + _table(
-            ["horizon", "STGA-Net MPJPE", "hold last frame"],
-            [[f"{h} ms", f"{m['stga_mm']} mm", f"{m['hold_last_mm']} mm"] for h, m in means.items()])
+            ["horizon", "STGA-Net MPJPE", "as sent live (gated)", "hold last frame", "constant velocity"],
+            [[f"{h} ms", *(f"{m[k]} mm" for k in ("stga_mm", "gated_mm", "hold_last_mm", "constant_velocity_mm"))]
+             for h, m in means.items()])
             + f"<p class='note'>{_e(fq.note)}. Where the solid lines rise the movement became hard to predict.</p>")
     else:
         forecast = f"<p>No forecaster: {_e(s['models']['missing'].get('stga', 'not loaded'))}.</p>"
