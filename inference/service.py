@@ -425,7 +425,7 @@ class InferenceService:
             return None
         errs = self.gate.errors()
         return {"tau_s": self.config.gate_tau_s, "weights": [round(w, 4) for w in self.gate.weights()],
-                "baselines": self.gate.baselines(),
+                "baselines": self.gate.baselines(), "nonfinite_forecasts": self.gate.nonfinite,
                 **{k: [None if math.isnan(e) else round(e, 5) for e in v] for k, v in errs.items()}}
 
     def summary(self) -> dict[str, Any]:

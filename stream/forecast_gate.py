@@ -104,6 +104,8 @@ class ForecastGate:
         self._seconds = np.asarray(self.horizons_s)  # (H,)
         self._h = [_Horizon(h, self.config.max_pending) for h in self.horizons_s]
         self._prev: tuple[float, NDArray[np.float64], bool] | None = None
+        self.nonfinite = 0
+        """Forecasts in which the model gave a non-finite value (replaced by the baseline)."""
 
     def reset(self, statistics: bool = False) -> None:
         """Drop the pending forecasts and the last frame (the input restarted); with
@@ -119,8 +121,10 @@ class ForecastGate:
 
     def observe(self, t_s: float, joints: NDArray[np.floating], complete: bool = True) -> None:
         """A new frame at ``t_s`` (s, non-decreasing): resolve every forecast whose target lies
-        between the previous frame and this one. ``complete``: the frame measures every joint."""
+        between the previous frame and this one. ``complete``: the frame measures every joint
+        (a frame with a non-finite value counts as incomplete)."""
         x = np.asarray(joints, dtype=np.float64)
+        complete = complete and bool(np.isfinite(x).all())
         prev = self._prev
         self._prev = (t_s, x, complete)
         if prev is None:
@@ -183,6 +187,10 @@ class ForecastGate:
         four[:, 2] += x
         four[:, 3] = x
         b = np.where(np.array([h.use_cv for h in self._h]).reshape(shape), four[:, 2], four[:, 3])
+        bad = ~np.isfinite(four[:, 0])
+        if bad.any():  # a model that gives NaN or inf: its place goes to the baseline, and is counted
+            self.nonfinite += 1
+            four[:, 0][bad] = b[bad]
         four[:, 1] = b + np.array(self.weights()).reshape(shape) * (four[:, 0] - b)
         for k, h in enumerate(self._h):
             h.pending.append((t_s + h.seconds, four[k]))

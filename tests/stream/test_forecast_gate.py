@@ -85,6 +85,15 @@ def test_two_independent_errors_blend_better_than_either() -> None:
     assert e["gated"][0] < min(e["model"][0], e["constant_velocity"][0], e["zero_velocity"][0])
 
 
+def test_a_model_that_gives_nan_is_replaced_by_the_baseline_and_the_gate_stays_sound() -> None:
+    g = ForecastGate((2 / FPS,))
+    outs = run(g, wiggle, lambda t, h: np.full((4, 3), np.nan) if 1.0 < t < 1.5 else wiggle(t + h))
+    assert g.nonfinite == 14 and all(np.isfinite(o).all() for o in outs)
+    assert g.weights()[0] > 0.9 and np.isfinite(list(g.errors().values())).all()
+    g.observe(10.0, np.full((4, 3), np.inf))  # a broken frame is not scored
+    assert np.isfinite(list(g.errors().values())).all()
+
+
 def test_incomplete_frames_are_not_scored_and_shapes_are_checked() -> None:
     g = ForecastGate((1 / FPS,))
     run(g, line, lambda t, h: line(t + h), frames=20, complete=lambda t: False)
