@@ -108,7 +108,20 @@ def register(app: typer.Typer, groups: Groups) -> None:
         for k, (h, f) in enumerate(zip(report["horizons_ms"], report["frames"], strict=True)):
             table.add_row(f"{h:g} ms ({f} fr)", *(f"{report[n]['mpjpe_mm'][k]:.1f} / {report[n]['mae_mm'][k]:.1f}"
                                                  for n in names))
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        if len(report["per_take"]) > 1:
+            takes = Table(title="per take: MPJPE (mm), and against the better of zero and constant velocity")
+            takes.add_column("take (windows)")
+            takes.add_column("forecaster")
+            for h in report["horizons_ms"]:
+                takes.add_column(f"{h:g} ms")
+            for take, r in report["per_take"].items():
+                best = [min(z, c) for z, c in zip(r["zero_velocity"], r["constant_velocity"], strict=True)]
+                for n in ("model", "gated"):
+                    takes.add_row(f"{take} ({r['windows']})" if n == "model" else "", n,
+                                  *(f"{e:.1f} ({100 * (e / b - 1):+.0f} %)" for e, b in zip(r[n], best, strict=True)))
+            console.print(takes)
 
     @groups.bench.command("stga")
     def _bench_stga(

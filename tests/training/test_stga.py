@@ -251,11 +251,17 @@ def test_train_and_eval_commands(tiny_clips: list[tuple[str, Clip]], tmp_path: P
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["horizons_ms"] == [80.0, 160.0, 320.0] and report["frames"] == [5, 10, 19]
-    for key in ("model", "zero_velocity", "constant_velocity"):
+    for key in ("model", "gated", "zero_velocity", "constant_velocity"):
         assert set(report[key]) >= {"mpjpe_mm", "mae_mm"}
         assert len(report[key]["mpjpe_mm"]) == len(report[key]["mae_mm"]) == 3
         assert all(np.isfinite(report[key]["mpjpe_mm"]))
     assert report["zero_velocity"]["mpjpe_mm"][0] < report["zero_velocity"]["mpjpe_mm"][2]
+    assert list(report["per_take"]) == ["held"] and report["per_take"]["held"]["windows"] == report["windows"]
+    # the human-readable form: the overall table, and one row per forecaster and take when there are several
+    code, out = istrings("eval", "stga", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data",
+                         str(tmp_path / "clips"))
+    assert code == 0 and "gated MPJPE / MAE (mm)" in out and "per take" in out
+    assert out.count(" gated ") >= len(tiny_clips)
     # bad input: a named error (the console entry point turns it into one line and exit 2)
     with pytest.raises(CheckpointError, match="does not exist; train one"):
         istrings("eval", "stga", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(tmp_path / "val"))
