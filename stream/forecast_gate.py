@@ -153,15 +153,17 @@ class ForecastGate:
         use_cv = np.array([h.use_cv for h, _, _ in due]).reshape((n,) + (1,) * x0.ndim)
         b = np.where(use_cv, four[:, 2], four[:, 3])  # (n, ..., 3) the baseline of each blend
         d = four[:, 0] - b
-        dd = (d * d).reshape(n, -1).sum(-1)  # (n,) m²
-        yd = ((y - b) * d).reshape(n, -1).sum(-1)
+        dd = (d * d).reshape(n, -1).sum(-1).tolist()  # (n,) m²
+        yd = ((y - b) * d).reshape(n, -1).sum(-1).tolist()
+        e_cv, e_zv = errs[:, 2].tolist(), errs[:, 3].tolist()
+        inv_tau = 1.0 / self.config.tau_s
         for i, (h, t, _) in enumerate(due):  # in time order per horizon: forgetting by elapsed time
-            g = 1.0 if h.t_stats is None else math.exp(-max(t - h.t_stats, 0.0) / self.config.tau_s)
+            g = 1.0 if h.t_stats is None else math.exp(-max(t - h.t_stats, 0.0) * inv_tau)
             h.t_stats = t
-            h.err_cv = g * h.err_cv + float(errs[i, 2])
-            h.err_zv = g * h.err_zv + float(errs[i, 3])
-            h.A = g * h.A + float(dd[i])
-            h.beta = g * h.beta + float(yd[i])
+            h.err_cv = g * h.err_cv + e_cv[i]
+            h.err_zv = g * h.err_zv + e_zv[i]
+            h.A = g * h.A + dd[i]
+            h.beta = g * h.beta + yd[i]
             h.resolved += 1
             h.sums += errs[i]
 
