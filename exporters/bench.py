@@ -13,13 +13,17 @@ For each ``.onnx`` in the models folder (the bundled ``inference/models`` by def
   (:func:`exporters.export.export_module`: the spec's submodule and head, eval mode) and run in
   torch eager with one thread under :func:`torch.inference_mode`;
 * both get the same input, the spec's dummy input at batch 1 (:meth:`ExportSpec.dummy_inputs`),
-  and are timed alternately, one run of each per round, so a load change on a shared machine
-  affects both alike. Reported: median wall time per call in ms, the ratio torch / ORT, and the
-  largest absolute difference of their outputs (a check that the two are the same model).
+  and are timed as the live path runs them: every model once per frame, in turn, with the two
+  runtimes taking turns in blocks of frames so that a load change on a shared machine affects
+  both alike. Reported: median wall time per call in ms, the ratio torch / ORT, and the
+  largest absolute difference of their outputs (a check that the two are the same model);
+  also, under ``interleaved``, the same with one call of each runtime in turn per model (the
+  bench's method until 2026-11-22: torch then evicts ONNX Runtime's data from the caches
+  between two of its calls, which the live path never does).
 
-The kinds of the live path (:data:`inference.models_live.MODEL_FILES`) are summed: their ORT
-medians together are the model cost of one frame when every model runs on every frame.
-These are wall-clock figures: the machine's load average is reported with them.
+The kinds of the live path (:data:`inference.models_live.MODEL_FILES`) are summed frame by
+frame: the median of those sums is the model cost of one frame when every model runs on every
+frame. These are wall-clock figures: the machine's load average is reported with them.
 """
 
 from __future__ import annotations
@@ -132,11 +136,17 @@ def _cpu_name() -> str:
 
 @dataclass(frozen=True)
 class ModelTiming:
-    """One model timed on both runtimes at batch 1 (ms are wall-clock medians per call)."""
+    """One model timed on both runtimes at batch 1 (ms are wall-clock medians per call).
+
+    ``ort_ms`` / ``torch_ms``: the live path's pattern, every model once per frame in turn
+    (:func:`bench_models`); ``*_interleaved``: one call of each runtime in turn, per model.
+    """
 
     kind: str
     ort_ms: float
     torch_ms: float
+    ort_ms_interleaved: float
+    torch_ms_interleaved: float
     max_abs_diff: float
     checkpoint: Path
     input_shapes: dict[str, tuple[int, ...]]
@@ -146,31 +156,44 @@ class ModelTiming:
         """torch eager time / ONNX Runtime time (> 1: ONNX Runtime is faster)."""
         return self.torch_ms / self.ort_ms if self.ort_ms > 0 else math.inf
 
+    @property
+    def speedup_interleaved(self) -> float:
+        return self.torch_ms_interleaved / self.ort_ms_interleaved if self.ort_ms_interleaved > 0 else math.inf
+
     def as_dict(self) -> dict[str, Any]:
         return {"ort_ms": round(self.ort_ms, 5), "torch_ms": round(self.torch_ms, 5),
-                "speedup": round(self.speedup, 3), "checkpoint": str(self.checkpoint),
-                "max_abs_diff": float(self.max_abs_diff),
+                "speedup": round(self.speedup, 3),
+                "interleaved": {"ort_ms": round(self.ort_ms_interleaved, 5),
+                                "torch_ms": round(self.torch_ms_interleaved, 5),
+                                "speedup": round(self.speedup_interleaved, 3)},
+                "checkpoint": str(self.checkpoint), "max_abs_diff": float(self.max_abs_diff),
                 "inputs": {k: list(v) for k, v in self.input_shapes.items()}}
 
 
-def time_model(
-    onnx_path: Path,
-    checkpoint: Path | None,
-    *,
-    checkpoints_dir: Path,
-    runs: int,
-    warmup: int,
-    seed: int = 0,
-) -> ModelTiming:
-    """Time one ``.onnx`` on ONNX Runtime (CPU, 1 thread) and its checkpoint's model in torch eager.
+@dataclass
+class _Subject:
+    """One model ready on both runtimes: the ORT session with its checked batch-1 feeds, and the
+    torch module with the same input."""
 
-    Args:
-        onnx_path: the exported model (its metadata names kind, model_name, data_id, config).
-        checkpoint: the checkpoint it came from, or ``None`` to find it in ``checkpoints_dir``.
-        checkpoints_dir: where to look for the checkpoint.
-        runs: timed calls per runtime (alternating).
-        warmup: untimed calls per runtime first.
-        seed: seed of the dummy input.
+    kind: str
+    checkpoint: Path
+    session: Any
+    names: list[str]
+    feeds: dict[str, NDArray[Any]]
+    module: torch.nn.Module
+    args: tuple[torch.Tensor, ...]
+    shapes: dict[str, tuple[int, ...]]
+
+    def ort(self) -> Any:
+        return self.session.run(self.names, self.feeds)
+
+    def torch(self) -> Any:
+        return self.module(*self.args)
+
+
+def _prepare(onnx_path: Path, checkpoint: Path | None, *, checkpoints_dir: Path, warmup: int,
+             seed: int) -> _Subject:
+    """Open one ``.onnx`` (CPU, 1 thread) and rebuild its checkpoint's model as it was exported.
 
     Raises:
         BenchModelsError: no checkpoint fits, or it holds another model than the ``.onnx``.
@@ -193,33 +216,59 @@ def time_model(
     module = export_module(ckpt.build_model(), spec)
     sizes = {axis: 1 if axis == "B" else spec.export_sizes[axis] for axis in spec.dynamic}  # batch 1
     feeds: dict[str, NDArray[Any]] = spec.dummy_inputs(ckpt.model_config, sizes, seed=seed)
-    checked = model.check_inputs(feeds)
-    names = [o.name for o in model.outputs]
-    args = tuple(torch.from_numpy(feeds[name]) for name in spec.input_names)
-    session = model.session
-
+    subject = _Subject(kind=spec.name, checkpoint=Path(checkpoint), session=model.session,
+                       names=[o.name for o in model.outputs], feeds=model.check_inputs(feeds), module=module,
+                       args=tuple(torch.from_numpy(feeds[name]) for name in spec.input_names),
+                       shapes={k: tuple(v.shape) for k, v in feeds.items()})
     with torch.inference_mode():
         for _ in range(warmup):
-            session.run(names, checked)
-            module(*args)
-        ort_ns = np.empty(runs, dtype=np.int64)
-        torch_ns = np.empty(runs, dtype=np.int64)
-        clock = time.perf_counter_ns
-        for i in range(runs):  # alternate: a load change hits both runtimes alike
+            subject.torch()
+    return subject
+
+
+def _time_frames(subjects: Sequence[_Subject], runs: int, block: int
+                 ) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.int64]]]:
+    """Every model once per frame, in turn, ``runs`` frames per runtime: ns per call ``(runs,)`` per kind.
+
+    The runtimes take turns in blocks of ``block`` frames, so a load change on a shared machine
+    affects both alike while each runs as it would alone: the live path never runs torch, so
+    torch never evicts ONNX Runtime's data from the caches between two of its calls.
+    """
+    ort_ns = {s.kind: np.empty(runs, dtype=np.int64) for s in subjects}
+    torch_ns = {s.kind: np.empty(runs, dtype=np.int64) for s in subjects}
+    clock = time.perf_counter_ns
+    with torch.inference_mode():
+        for start in range(0, runs, block):
+            for out, call in ((ort_ns, _Subject.ort), (torch_ns, _Subject.torch)):
+                for i in range(start, min(start + block, runs)):
+                    for s in subjects:
+                        t0 = clock()
+                        call(s)
+                        out[s.kind][i] = clock() - t0
+    return ort_ns, torch_ns
+
+
+def _time_interleaved(subject: _Subject, runs: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """One ORT call, then one torch call, ``runs`` times: ns per call ``(runs,)`` for each runtime."""
+    ort_ns = np.empty(runs, dtype=np.int64)
+    torch_ns = np.empty(runs, dtype=np.int64)
+    clock = time.perf_counter_ns
+    with torch.inference_mode():
+        for i in range(runs):
             t0 = clock()
-            session.run(names, checked)
+            subject.ort()
             t1 = clock()
-            module(*args)
-            t2 = clock()
-            ort_ns[i] = t1 - t0
-            torch_ns[i] = t2 - t1
-        ort_out = session.run(names, checked)
-        torch_out = module(*args)
+            subject.torch()
+            ort_ns[i], torch_ns[i] = t1 - t0, clock() - t1
+    return ort_ns, torch_ns
+
+
+def _max_diff(subject: _Subject) -> float:
+    with torch.inference_mode():
+        ort_out = subject.ort()
+        torch_out = subject.torch()
     torch_outs = (torch_out,) if isinstance(torch_out, torch.Tensor) else tuple(torch_out)
-    diff = max(float(np.max(np.abs(o - t.numpy()))) for o, t in zip(ort_out, torch_outs, strict=True))
-    return ModelTiming(kind=spec.name, ort_ms=float(np.median(ort_ns)) / 1e6, torch_ms=float(np.median(torch_ns)) / 1e6,
-                       max_abs_diff=diff, checkpoint=Path(checkpoint),
-                       input_shapes={k: tuple(v.shape) for k, v in feeds.items()})
+    return max(float(np.max(np.abs(o - t.numpy()))) for o, t in zip(ort_out, torch_outs, strict=True))
 
 
 def bench_models(
@@ -230,8 +279,14 @@ def bench_models(
     runs: int = 2000,
     warmup: int = 50,
     seed: int = 0,
+    block: int = 100,
 ) -> dict[str, Any]:
     """Time every ``.onnx`` in ``models_dir`` against torch eager; one JSON-ready dict.
+
+    Two timings of the same calls: as the live path runs them (every model once per frame in
+    turn, each runtime in blocks of ``block`` frames; the headline figures and the goals) and
+    one call of each runtime in turn per model (``interleaved``; torch's allocations then
+    evict ONNX Runtime's data from the caches between its calls, which costs it 10–40 %).
 
     Raises:
         BenchModelsError: no models, an override for a kind that is not there, no checkpoint fits.
@@ -239,8 +294,8 @@ def bench_models(
     models_dir = DEFAULT_MODELS_DIR if models_dir is None else Path(models_dir)
     checkpoints_dir = DEFAULT_CHECKPOINTS_DIR if checkpoints_dir is None else Path(checkpoints_dir)
     overrides = dict(overrides or {})
-    if runs < 1 or warmup < 0:
-        raise BenchModelsError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
+    if runs < 1 or warmup < 0 or block < 1:
+        raise BenchModelsError(f"--runs and --block must be >= 1 and --warmup >= 0, got {runs}, {block} and {warmup}")
     paths = sorted(models_dir.glob("*.onnx"))
     if not paths:
         raise BenchModelsError(f"no .onnx models in {models_dir}; export them with `istrings export`")
@@ -252,17 +307,29 @@ def bench_models(
     with contextlib.suppress(RuntimeError):  # raised when already set once in this process
         torch.set_num_interop_threads(1)
     load_start = os.getloadavg()
-    results: dict[str, ModelTiming] = {}
+    subjects: list[_Subject] = []
     for path in paths:
         try:
-            timing = time_model(path, overrides.get(path.stem), checkpoints_dir=checkpoints_dir,
-                                runs=runs, warmup=warmup, seed=seed)
+            subjects.append(_prepare(path, overrides.get(path.stem), checkpoints_dir=checkpoints_dir,
+                                     warmup=warmup, seed=seed))
         except ExportError as exc:
             raise BenchModelsError(f"{path}: {exc}") from exc
+    ort_ns, torch_ns = _time_frames(subjects, runs, block)
+    results: dict[str, ModelTiming] = {}
+    for s in subjects:
+        ort_i, torch_i = _time_interleaved(s, runs)
+        ms = {name: float(np.median(ns)) / 1e6 for name, ns in
+              (("ort", ort_ns[s.kind]), ("torch", torch_ns[s.kind]), ("ort_i", ort_i), ("torch_i", torch_i))}
+        timing = ModelTiming(
+            kind=s.kind, ort_ms=ms["ort"], torch_ms=ms["torch"], ort_ms_interleaved=ms["ort_i"],
+            torch_ms_interleaved=ms["torch_i"], max_abs_diff=_max_diff(s), checkpoint=s.checkpoint,
+            input_shapes=s.shapes)
         results[timing.kind] = timing
-        log.info("%s: ORT %.4f ms, torch %.4f ms (%.1fx)", timing.kind, timing.ort_ms, timing.torch_ms, timing.speedup)
+        log.info("%s: ORT %.4f ms, torch %.4f ms (%.1fx; interleaved %.1fx)", timing.kind, timing.ort_ms,
+                 timing.torch_ms, timing.speedup, timing.speedup_interleaved)
     live = [k for k in results if k in MODEL_FILES]
-    total = sum(results[k].ort_ms for k in live)
+    frame_ns = sum((ort_ns[k] for k in live), np.zeros(runs, dtype=np.int64))
+    total = float(np.median(frame_ns)) / 1e6 if live else 0.0
     return {
         "device": f"cpu ({_cpu_name()}, {os.cpu_count()} logical cores), ORT CPUExecutionProvider vs torch "
                   f"{torch.__version__} eager",
@@ -270,6 +337,9 @@ def bench_models(
         "batch": 1,
         "runs": runs,
         "warmup": warmup,
+        "block": block,
+        "method": "every model once per frame in turn, ONNX Runtime and torch in alternating blocks of "
+                  f"{block} frames; 'interleaved': one call of each runtime in turn, per model",
         "models": {k: t.as_dict() for k, t in results.items()},
         "live_models": live,
         "live_models_missing": sorted(set(MODEL_FILES) - set(live)),

@@ -36,7 +36,8 @@ def _table(reports: "list[tuple[str, ValidationReport]]") -> None:
     for kind, report in reports:
         for c in report.checks:
             diff = "n/a" if math.isnan(c.max_abs_diff) else f"{c.max_abs_diff:.2e}"
-            table.add_row(kind, format_sizes(c.sizes), c.output, str(c.shape), diff,
+            sizes = format_sizes(c.sizes) + ("" if c.case == "random" else f" {c.case}")
+            table.add_row(kind, sizes, c.output, str(c.shape), diff,
                           f"atol {report.atol:g} + rtol {report.rtol:g}", "ok" if c.ok else "FAIL")
     Console().print(table)
     for kind, report in reports:
@@ -58,6 +59,8 @@ def _register_bench(groups: Groups) -> None:
             "--checkpoint", "-c", help="KIND=PATH: the checkpoint of one model, instead of searching (repeatable).",
         )] = None,
         runs: Annotated[int, typer.Option("--runs", min=1, help="Timed calls per model and runtime.")] = 2000,
+        block: Annotated[int, typer.Option(
+            "--block", min=1, help="Frames each runtime runs before the other takes its turn.")] = 100,
         warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls per model and runtime first.")] = 50,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the dummy input (the spec's generator).")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
@@ -69,7 +72,7 @@ def _register_bench(groups: Groups) -> None:
         from exporters.bench import parse_overrides
 
         result = run(models, checkpoints_dir=checkpoints, overrides=parse_overrides(checkpoint or []),
-                     runs=runs, warmup=warmup, seed=seed)
+                     runs=runs, warmup=warmup, seed=seed, block=block)
         typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 

@@ -7,7 +7,8 @@ Checked in this order, every failure collected (never a warning, never the first
    config's size; at every validation size, torch and ONNX Runtime outputs have the spec's shape;
 3. **values** — ``|onnx − torch| ≤ atol + rtol·|torch|`` element-wise and finite, at every
    validation size (never the export example's), with the largest absolute difference reported
-   per output and size;
+   per output and size; then the same at the inputs a live model meets and random ones never
+   are (:func:`degenerate_inputs`: a still window, all zeros);
 
 plus the istrings metadata must parse. Any failure raises :class:`ExportValidationError`
 (an :class:`~exporters.spec.ExportError`) whose message lists them all and whose ``report``
@@ -52,6 +53,8 @@ class OutputCheck:
         expected_shape: shape torch returned.
         max_abs_diff: largest ``|onnx − torch|`` (NaN when the shapes differ or a value is not finite).
         ok: shapes agree and every element is within tolerance.
+        case: ``random`` (the spec's dummy inputs) or a degenerate input, ``still`` or ``zeros``
+            (:func:`degenerate_inputs`).
     """
 
     sizes: Mapping[str, int]
@@ -60,6 +63,7 @@ class OutputCheck:
     expected_shape: tuple[int, ...]
     max_abs_diff: float
     ok: bool
+    case: str = "random"
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class ValidationReport:
         provider: ONNX Runtime provider the comparison ran on.
         atol: absolute tolerance.
         rtol: relative tolerance.
-        checks: one entry per output per validation size.
+        checks: one entry per output per validation size, then per degenerate input.
         failures: every failure, names first, then shapes, then values.
     """
 
@@ -96,7 +100,7 @@ class ValidationReport:
         return {
             "provider": self.provider, "atol": self.atol, "rtol": self.rtol, "ok": self.ok,
             "checks": [
-                {"sizes": dict(c.sizes), "output": c.output, "shape": list(c.shape),
+                {"sizes": dict(c.sizes), "case": c.case, "output": c.output, "shape": list(c.shape),
                  "expected_shape": list(c.expected_shape),
                  "max_abs_diff": None if np.isnan(c.max_abs_diff) else c.max_abs_diff, "ok": c.ok}
                 for c in self.checks
@@ -135,6 +139,75 @@ def _torch_outputs(module: nn.Module, args: Sequence[Tensor]) -> list[np.ndarray
         out = module(*args)
     outs = list(out) if isinstance(out, tuple | list) else [out]
     return [o.detach().cpu().numpy() for o in outs]
+
+
+def degenerate_inputs(spec: ExportSpec, feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The inputs a live model meets that random ones never are: a still window and all zeros.
+
+    ``still``: every frame of each input with a ``T`` axis is its first frame (dancers holding a
+    pose, or a held estimate while a dancer is lost); only when some input has a ``T`` axis.
+    ``zeros``: every value 0 (nobody detected yet). These catch a division whose guard the
+    exporter removed (onnxscript's optimizer treats ``x + c`` with ``|c| ≤ 1e-8`` as ``x``).
+    """
+    cases: dict[str, dict[str, np.ndarray]] = {}
+    timed = {t.name: t.axes.index("T") for t in spec.inputs if "T" in t.axes}
+    if timed:
+        still = {}
+        for name, value in feeds.items():
+            axis = timed.get(name)
+            if axis is None:
+                still[name] = value
+            else:  # every frame the first
+                still[name] = np.repeat(np.take(value, [0], axis=axis), value.shape[axis], axis=axis)
+        cases["still"] = still
+    cases["zeros"] = {name: np.zeros_like(value) for name, value in feeds.items()}
+    return cases
+
+
+def _compare(session: ort.InferenceSession, module: nn.Module, spec: ExportSpec, feeds: Mapping[str, np.ndarray],
+             dims: Mapping[str, int], sizes: Mapping[str, int], case: str,
+             shape_fail: list[str], value_fail: list[str]) -> list[OutputCheck]:
+    """Run ``feeds`` through torch and ONNX Runtime; append failures, return one check per output."""
+    where = format_sizes(sizes) + ("" if case == "random" else f" ({case} input)")
+    expected = _torch_outputs(module, [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.input_names])
+    if len(expected) != len(spec.outputs):
+        shape_fail.append(f"at {where} the torch module returns {len(expected)} outputs, the spec declares "
+                          f"{len(spec.outputs)}")
+    names = [i.name for i in session.get_inputs()]
+    try:
+        got = session.run(None, {n: feeds[n] for n in names if n in feeds})
+    except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
+        value_fail.append(f"ONNX Runtime failed at {where}: {str(exc).splitlines()[0]}")
+        return []
+    by_name = dict(zip([o.name for o in session.get_outputs()], got, strict=True))
+    checks = []
+    for t, ref in zip(spec.outputs, expected, strict=False):
+        want = t.shape(dims)
+        if ref.shape != want:
+            shape_fail.append(f"torch output {t.name!r} at {where} has shape {ref.shape}, the spec declares {want}")
+        if t.name not in by_name:
+            continue  # reported under names
+        out = np.asarray(by_name[t.name])
+        if out.shape != ref.shape:
+            shape_fail.append(f"output {t.name!r} at {where}: ONNX shape {out.shape}, torch shape {ref.shape}")
+            checks.append(OutputCheck(dict(sizes), t.name, out.shape, ref.shape, float("nan"), False, case))
+            continue
+        diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+        max_diff = float(diff.max()) if diff.size else 0.0
+        finite = bool(np.isfinite(out).all())
+        close = finite and bool(np.allclose(out, ref, atol=spec.atol, rtol=spec.rtol))
+        if not np.isfinite(ref).all():
+            value_fail.append(f"output {t.name!r} at {where}: the torch model itself returns NaN or infinity")
+        elif not finite:
+            value_fail.append(f"output {t.name!r} at {where}: ONNX Runtime returned NaN or infinity")
+        elif not close:
+            value_fail.append(
+                f"output {t.name!r} at {where}: max |onnx - torch| = {max_diff:.3g} exceeds "
+                f"atol {spec.atol:g} + rtol {spec.rtol:g}·|torch|"
+            )
+        checks.append(OutputCheck(dict(sizes), t.name, out.shape, ref.shape,
+                                  max_diff if finite else float("nan"), close and out.shape == want, case))
+    return checks
 
 
 def validate_export(
@@ -194,46 +267,16 @@ def validate_export(
     except MetadataError as exc:
         other_fail.append(str(exc))
 
-    # 2b + 3. shapes and values at every validation size
+    # 2b + 3. shapes and values at every validation size, then at the degenerate inputs
     checks: list[OutputCheck] = []
     for sizes in spec.validation_sizes:
-        where = format_sizes(sizes)
         feeds = spec.dummy_inputs(config, sizes, seed=seed)
-        dims = spec.dims(config, sizes)
-        expected = _torch_outputs(module, [torch.from_numpy(feeds[n]) for n in spec.input_names])
-        if len(expected) != len(spec.outputs):
-            shape_fail.append(f"at {where} the torch module returns {len(expected)} outputs, the spec declares "
-                              f"{len(spec.outputs)}")
-        try:
-            got = session.run(None, {n: feeds[n] for n in got_in if n in feeds})
-        except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
-            value_fail.append(f"ONNX Runtime failed at {where}: {str(exc).splitlines()[0]}")
-            continue
-        by_name = dict(zip(got_out, got, strict=True))
-        for t, ref in zip(spec.outputs, expected, strict=False):
-            want = t.shape(dims)
-            if ref.shape != want:
-                shape_fail.append(f"torch output {t.name!r} at {where} has shape {ref.shape}, the spec declares {want}")
-            if t.name not in by_name:
-                continue  # reported under names
-            out = np.asarray(by_name[t.name])
-            if out.shape != ref.shape:
-                shape_fail.append(f"output {t.name!r} at {where}: ONNX shape {out.shape}, torch shape {ref.shape}")
-                checks.append(OutputCheck(dict(sizes), t.name, out.shape, ref.shape, float("nan"), False))
-                continue
-            diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-            max_diff = float(diff.max()) if diff.size else 0.0
-            finite = bool(np.isfinite(out).all())
-            close = finite and bool(np.allclose(out, ref, atol=spec.atol, rtol=spec.rtol))
-            if not finite:
-                value_fail.append(f"output {t.name!r} at {where}: ONNX Runtime returned NaN or infinity")
-            elif not close:
-                value_fail.append(
-                    f"output {t.name!r} at {where}: max |onnx - torch| = {max_diff:.3g} exceeds "
-                    f"atol {spec.atol:g} + rtol {spec.rtol:g}·|torch|"
-                )
-            checks.append(OutputCheck(dict(sizes), t.name, out.shape, ref.shape,
-                                      max_diff if finite else float("nan"), close and out.shape == want))
+        checks += _compare(session, module, spec, feeds, spec.dims(config, sizes), sizes, "random",
+                           shape_fail, value_fail)
+    sizes = spec.validation_sizes[0]
+    for case, feeds in degenerate_inputs(spec, spec.dummy_inputs(config, sizes, seed=seed)).items():
+        checks += _compare(session, module, spec, feeds, spec.dims(config, sizes), sizes, case,
+                           shape_fail, value_fail)
 
     failures = tuple(name_fail + shape_fail + value_fail + other_fail)
     report = ValidationReport(spec_name=spec.name, provider=VALIDATION_PROVIDER, atol=spec.atol, rtol=spec.rtol,

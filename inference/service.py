@@ -219,7 +219,11 @@ class InferenceService:
                     raw = self._raw  # ran less than a model frame ago: its window has barely moved
                 else:
                     try:
-                        raw = self._raw = model.strengths(model_window(self.buffer, model.spec))
+                        new = model.strengths(model_window(self.buffer, model.spec))
+                        bad = int(np.size(new) - np.count_nonzero(np.isfinite(new)))
+                        if bad:  # one NaN would stay in the EMA for good
+                            raise FloatingPointError(f"the NRI model returned {bad} non-finite strengths; dropped")
+                        raw = self._raw = new
                         self._nri_t = cleaned.t_s
                     except Exception:  # an ONNX Runtime failure must not stop the live process
                         self._model_failed("nri")

@@ -55,6 +55,8 @@ def test_bench_models_reports_every_bundled_model(report: dict[str, Any]) -> Non
     for kind, m in report["models"].items():
         assert positive(m["ort_ms"]) and positive(m["torch_ms"]) and positive(m["speedup"]), (kind, m)
         assert m["speedup"] == pytest.approx(m["torch_ms"] / m["ort_ms"], rel=1e-2, abs=2e-3)
+        i = m["interleaved"]
+        assert positive(i["ort_ms"]) and i["speedup"] == pytest.approx(i["torch_ms"] / i["ort_ms"], rel=1e-2, abs=2e-3)
         # the same model on both runtimes: outputs agree (the spec's tolerance is 1e-4 at most)
         assert 0.0 <= m["max_abs_diff"] <= 1e-4, (kind, m["max_abs_diff"])
         meta = read_metadata(DEFAULT_MODELS_DIR / f"{kind}.onnx")
@@ -69,8 +71,9 @@ def test_bench_models_sums_the_live_models_and_states_the_goals(report: dict[str
     live = [k for k in report["models"] if k in MODEL_FILES]
     assert sorted(report["live_models"]) == sorted(live)
     assert sorted(report["live_models_missing"]) == sorted(set(MODEL_FILES) - set(live))
-    total = sum(report["models"][k]["ort_ms"] for k in live)
-    assert report["live_total_ort_ms"] == pytest.approx(total, abs=1e-4)
+    total = sum(report["models"][k]["ort_ms"] for k in live)  # the median of the frames' sums is near it
+    assert positive(report["live_total_ort_ms"]) and report["live_total_ort_ms"] == pytest.approx(total, rel=0.5)
+    assert report["block"] == 100 and "once per frame" in report["method"]
     goals = report["goals"]
     assert goals["speedup_min"] == 3.0 and goals["live_total_ort_ms_max"] == 1.0
     assert goals["live_total_met"] == (report["live_total_ort_ms"] <= 1.0)

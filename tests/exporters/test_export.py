@@ -125,10 +125,12 @@ def test_parity_at_three_shapes_other_than_the_export_example(tiny_onnx: Path) -
     report = validate_export(tiny_onnx, tiny_model(), TINY, CONFIG_D)
     assert report.ok and len(TINY.validation_sizes) >= 3
     assert all(dict(s) != dict(TINY.export_sizes) for s in TINY.validation_sizes)
-    assert len(report.checks) == 3 * 2  # every output at every size
+    random = [c for c in report.checks if c.case == "random"]
+    assert len(random) == 3 * 2  # every output at every size
+    assert [c.case for c in report.checks[6:]] == ["still", "still", "zeros", "zeros"]  # then the degenerate inputs
     for c in report.checks:
         assert c.ok and 0.0 <= c.max_abs_diff <= ATOL, (c.output, format_sizes(c.sizes), c.max_abs_diff)
-    shapes = {(c.output, c.sizes["B"]): c.shape for c in report.checks}
+    shapes = {(c.output, c.sizes["B"]): c.shape for c in random}
     assert shapes[("edge_logits", 6)] == (6, 12, 3) and shapes[("node_state", 3)] == (3, 4, 8)
     # the dynamic axes are symbolic in the graph, the static ones fixed
     model = onnx.load(str(tiny_onnx))
@@ -168,25 +170,69 @@ def test_a_broken_export_raises_with_every_failure(tiny_onnx: Path, tmp_path: Pa
     failures = info.value.report.failures
     assert failures[0] == "output names are ['edge_logits', 'hidden'], the spec says ['edge_logits', 'node_state']"
     value_fails = failures[1:]
+    first = format_sizes(TINY.validation_sizes[0])
     assert [f.split(":")[0] for f in value_fails] == [
         f"output 'edge_logits' at {format_sizes(s)}" for s in TINY.validation_sizes
-    ]
+    ] + [f"output 'edge_logits' at {first} (still input)", f"output 'edge_logits' at {first} (zeros input)"]
     assert all("exceeds atol 1e-05" in f for f in value_fails)
     assert str(info.value).startswith(
-        "renamed.onnx does not match the torch model 'tiny': 4 failure(s): (1) output names")
+        "renamed.onnx does not match the torch model 'tiny': 6 failure(s): (1) output names")
     assert isinstance(info.value, ExportError)
     # the largest difference is still reported per output and size
     diffs = [c.max_abs_diff for c in info.value.report.checks if c.output == "edge_logits"]
-    assert len(diffs) == 3 and min(diffs) > 1e-3
+    assert len(diffs) == 5 and min(diffs) > 1e-3
 
 
 def test_numbers_alone_differing_is_a_failure(tiny_onnx: Path) -> None:
     other = tiny_model(seed=0)
     with torch.no_grad():
         other.edge.bias.add_(1e-3)  # a small shift, far above the tolerance
-    expected = r"3 failure\(s\).*'edge_logits' at B=1 T=3: max \|onnx - torch\| = 0\.001"
+    expected = r"5 failure\(s\).*'edge_logits' at B=1 T=3: max \|onnx - torch\| = 0\.001"
     with pytest.raises(ExportValidationError, match=expected):
         validate_export(tiny_onnx, other, TINY, CONFIG_D)
+
+
+class GuardedUnit(nn.Module):
+    """Each node's mean direction of motion: ``Δx / sqrt(|Δx|² + 1e-12)`` averaged over the window.
+
+    In torch a still window gives 0 (the guard keeps 0/0 away); ``x (B, T, N, C)`` → ``(B, N, C)``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = x[:, 1:] - x[:, :-1]  # (B, T-1, N, C)
+        return (d / torch.sqrt((d * d).sum(dim=-1, keepdim=True) + 1e-12)).mean(dim=1)
+
+
+GUARD = ExportSpec(
+    name="guard", model_name="test_tiny_edges", description="test model",
+    inputs=(TensorSpec("window", ("B", "T", "N", "C")),), outputs=(TensorSpec("unit", ("B", "N", "C")),),
+    dynamic={"B": (1, 64), "T": (2, 512)}, export_sizes={"B": 2, "T": 5},
+    validation_sizes=({"B": 1, "T": 3}, {"B": 3, "T": 8}, {"B": 6, "T": 2}),
+    static_dims=lambda config: {"N": 4, "C": 3}, atol=ATOL, rtol=1e-4,
+)
+
+
+def test_a_guard_the_exporter_dropped_is_caught_on_a_still_window(tiny_onnx: Path, tmp_path: Path) -> None:
+    """onnxscript's optimizer turns ``+ 1e-12`` into nothing: random inputs agree, a still window is 0/0."""
+    x = torch.from_numpy(GUARD.dummy_inputs({}, GUARD.export_sizes)["window"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        program = torch.onnx.export(GuardedUnit().eval(), (x,), dynamo=True, input_names=["window"],
+                                    output_names=["unit"], optimize=True, verbose=False,
+                                    dynamic_shapes=({0: torch.export.Dim("B", min=1, max=64),
+                                                     1: torch.export.Dim("T", min=2, max=512)},))
+    assert program is not None
+    model = program.model_proto
+    write_metadata(model, read_metadata(tiny_onnx))
+    path = tmp_path / "guard.onnx"
+    onnx.save_model(model, str(path))
+    with pytest.raises(ExportValidationError) as info:
+        validate_export(path, GuardedUnit(), GUARD, {})
+    assert info.value.report.failures == (
+        "output 'unit' at B=1 T=3 (still input): ONNX Runtime returned NaN or infinity",
+        "output 'unit' at B=1 T=3 (zeros input): ONNX Runtime returned NaN or infinity",
+    )
+    assert all(c.ok for c in info.value.report.checks if c.case == "random")
 
 
 @pytest.mark.slow
@@ -207,7 +253,7 @@ def test_a_silently_fixed_dimension_is_caught(tiny_onnx: Path, tmp_path: Path) -
     failures = info.value.report.failures
     assert "input 'window' axis 0 (B) is fixed to 2 in the ONNX graph but should be dynamic" in failures[0]
     assert "input 'window' axis 1 (T) is fixed to 5" in failures[1]
-    assert sum(f.startswith("ONNX Runtime failed at") for f in failures) == 3  # every validation size
+    assert sum(f.startswith("ONNX Runtime failed at") for f in failures) == 5  # every size and degenerate input
 
 
 def test_specs_refuse_example_size_one_and_validation_at_the_export_shape() -> None:
@@ -227,7 +273,8 @@ def test_export_checkpoint_writes_onnx_and_card(tiny_export: ExportResult, tmp_p
                                "shape": ["B", "T", 4, 3]}]
     assert card["dynamic_axes"] == {"B": [1, 64], "T": [2, 512]}
     assert card["metadata"]["fps"] == "50.0" and card["metadata"]["data_id"] == "tiny-data"
-    assert card["validation"]["ok"] and len(card["validation"]["checks"]) == 6
+    checks = card["validation"]["checks"]  # 2 outputs at 3 sizes, then at a still and an all-zero window
+    assert card["validation"]["ok"] and [c["case"] for c in checks] == ["random"] * 6 + ["still"] * 2 + ["zeros"] * 2
     ckpt = tiny_export.onnx_path.parent.parent / "tiny.pt"
     with pytest.raises(ExportError, match="trained at 50 Hz but --fps says 30 Hz"):
         export_checkpoint(ckpt, TINY, tmp_path, fps=30.0)
@@ -288,8 +335,8 @@ def test_istrings_export_nri_validates_and_prints_the_table(nri_export: tuple[Pa
     path, stdout = nri_export
     assert path.is_file() and path.with_suffix(".json").is_file()
     rows = [ln for ln in stdout.splitlines() if "edge_probs" in ln]
-    assert len(rows) == 3 and all(" ok " in ln or ln.rstrip(" │|").endswith("ok") for ln in rows)
-    for sizes in ("B=1", "B=3", "B=7"):
+    assert len(rows) == 5 and all(" ok " in ln or ln.rstrip(" │|").endswith("ok") for ln in rows)
+    for sizes in ("B=1", "B=3", "B=7", "B=1 still", "B=1 zeros"):
         assert any(sizes in ln for ln in rows)
     meta = read_metadata(path)
     assert (meta.kind, meta.model_name, meta.window_frames, meta.fps) == ("nri", "nri_duet", 8, 30.0)
@@ -303,7 +350,8 @@ def test_nri_encoder_parity_at_three_batch_sizes(nri_export: tuple[Path, str], n
     ckpt = load_checkpoint(nri_checkpoint)
     module = export_module(ckpt.build_model(), NRI)
     report = validate_export(nri_export[0], module, NRI, ckpt.model_config, seed=7)
-    assert [c.sizes["B"] for c in report.checks] == [1, 3, 7]
+    assert [c.sizes["B"] for c in report.checks if c.case == "random"] == [1, 3, 7]
+    assert {c.case for c in report.checks} == {"random", "still", "zeros"} and report.ok
     assert all(c.shape == (c.sizes["B"], 648, 3) and c.max_abs_diff <= NRI.atol for c in report.checks)
 
 

@@ -53,7 +53,7 @@ def test_parity_at_three_batch_sizes_other_than_the_export_example(exported: tup
     ckpt = load_checkpoint(ckpt_path)
     module = export_module(ckpt.build_model(), MKFF)
     report = validate_export(result.onnx_path, module, MKFF, ckpt.model_config, seed=11)
-    assert report.ok and len(report.checks) == 3
+    assert report.ok and [c.sizes["B"] for c in report.checks if c.case == "random"] == [1, 3, 8]
     T = ckpt.model_config["window"]
     for c in report.checks:
         assert c.shape == (c.sizes["B"], 36, 3) and 0.0 <= c.max_abs_diff <= ATOL, (c.sizes, c.max_abs_diff)

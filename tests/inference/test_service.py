@@ -65,9 +65,13 @@ def nri_probs() -> np.ndarray:
     return np.stack([none, 1 - none], -1)
 
 
-def write_nri(folder: Path, T: int = 8, fps: float = 30.0, layout: str = CANONICAL.name) -> Path:
-    """An NRI encoder ``window (B, T, 36, 6) → edge_probs (B, E, 2)`` returning :func:`nri_probs` for any input."""
-    probs = helper.make_tensor("probs", TensorProto.FLOAT, (1, E, 2), nri_probs().reshape(-1).tolist())
+def write_nri(folder: Path, T: int = 8, fps: float = 30.0, layout: str = CANONICAL.name, nan: bool = False) -> Path:
+    """An NRI encoder ``window (B, T, 36, 6) → edge_probs (B, E, 2)`` returning :func:`nri_probs` for any input
+    (with ``nan``, NaN for the strongest pair, as the exported NRI once did for a still duet)."""
+    values = nri_probs()
+    if nan:
+        values[STRONG_FWD[0] * J + STRONG_FWD[1]] = np.nan
+    probs = helper.make_tensor("probs", TensorProto.FLOAT, (1, E, 2), values.reshape(-1).tolist())
     nodes = [
         helper.make_node("ReduceSum", ["window", "axes"], ["s"], keepdims=1),  # (B, 1, 1, 1)
         helper.make_node("Mul", ["s", "zero"], ["z"]),
@@ -330,3 +334,17 @@ def test_nri_runs_at_most_once_per_model_frame(tmp_path: Path) -> None:
     warm = 120 - 28  # frames once the 7/30 s window is covered (from frame 28 on)
     assert every == warm
     assert default == pytest.approx(warm / 4, abs=1)
+
+
+def test_non_finite_strengths_are_dropped_counted_and_logged_once(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """One NaN in the EMA would stay there for good: a non-finite model output is not used."""
+    write_nri(tmp_path, nan=True)
+    svc = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", edge_tau_s=0.25))
+    with caplog.at_level("ERROR", logger="inference.service"):
+        outs = [svc.process(duet_frame(k, k / 30)) for k in range(40)]
+    assert all(np.isfinite(o.strengths).all() for o in outs)
+    assert outs[-1].strengths.max() == 0.0  # nothing usable came: the strings stay off
+    assert svc.counters.model_errors["nri"] == 40 - 7  # every run from the first covered window on
+    logged = [r for r in caplog.records if "nri model failed" in r.getMessage()]
+    assert len(logged) == 1 and "non-finite strengths" in (logged[0].exc_text or "")

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from stream.errors import IStringsError
 from training.checkpoint import register_model
 from training.forecast_data import ForecastDataError, horizon_frames
+from training.safe_ops import sqrt_plus
 from training.stga.ggru import GraphGRUCell
 from training.stga.global_attention import GlobalGraphAttention
 from training.stga.graph import L_HIP, PELVIS, R_HIP, N, local_adjacency
@@ -186,7 +187,7 @@ class STGANet(nn.Module):
         if not self.cfg.canonical_yaw:
             return centre, torch.eye(3, dtype=window.dtype, device=window.device).expand(Bn, 3, 3)
         hip = last[:, L_HIP] - last[:, R_HIP]  # (B, 3)
-        norm = torch.sqrt(hip[:, 0] ** 2 + hip[:, 2] ** 2 + 1e-8)
+        norm = sqrt_plus(hip[:, 0] ** 2 + hip[:, 2] ** 2, 1e-8)
         c, s = (hip[:, 0] / norm).reshape(Bn, 1, 1), (hip[:, 2] / norm).reshape(Bn, 1, 1)  # cos, sin of the heading
         # x' = c x + s z, z' = −s x + c z: the hip axis lands on +x.
         R = c * self._Rc + s * self._Rs + self._Ry  # (B, 3, 3) rows [c, 0, s], [0, 1, 0], [−s, 0, c]

@@ -1,0 +1,42 @@
+"""The bundled models (``inference/models``) on inputs a stage gives them and random ones never are.
+
+Dancers holding a pose make a still window; before anyone is tracked the window is all zeros.
+The NRI encoder once returned NaN for every still window (the exporter had dropped the guard of a
+square root, see ``training.safe_ops``), which the strength EMA then kept for good. ONNX Runtime
+only: no torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.models_live import DEFAULT_MODELS_DIR, MODEL_FILES
+from inference.runtime import OnnxModel
+
+KINDS = sorted(MODEL_FILES)
+
+
+def _window(model: OnnxModel, still: bool) -> np.ndarray:
+    """Batch 1 of the model's one input: one random pose repeated over the window, or zeros."""
+    (info,) = model.inputs
+    shape = [1 if not isinstance(d, int) else d for d in info.shape]
+    if not still:
+        return np.zeros(shape, np.float32)
+    pose = np.random.default_rng(3).normal(0.0, 0.3, (1, 1, *shape[2:])).astype(np.float32)
+    if shape[-1] == 6:  # position + velocity channels: a still pose has no velocity
+        pose[..., 3:] = 0.0
+    return np.repeat(pose, shape[1], axis=1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("still", [True, False], ids=["still", "zeros"])
+def test_a_bundled_model_gives_finite_outputs_on_a_still_or_empty_window(kind: str, still: bool) -> None:
+    path = DEFAULT_MODELS_DIR / MODEL_FILES[kind]
+    if not path.is_file():
+        pytest.skip(f"no bundled {path.name}")
+    model = OnnxModel(path, device="cpu", warmup=0)
+    window = _window(model, still)
+    outputs = model.run({model.inputs[0].name: window})
+    for name, value in outputs.items():
+        assert value.shape[0] == 1 and np.isfinite(value).all(), (kind, name, int(np.isnan(value).sum()))
