@@ -264,6 +264,22 @@ def test_pair_features_equal_the_per_lag_sums_of_their_definition() -> None:
     torch.testing.assert_close(_pair_features(x, lags=L), torch.stack(want, dim=-1), atol=1e-6, rtol=1e-5)
 
 
+def test_pair_features_of_a_still_window_are_zero_correlations_not_nan() -> None:
+    """Nothing moves: every ``Δu`` is 0, and the guarded division gives 0 (on ONNX Runtime too,
+    see ``training.safe_ops``)."""
+    x = torch.randn(1, 1, TINY.num_nodes, 6).repeat(1, 10, 1, 1)
+    f = _pair_features(x, lags=3)
+    assert torch.isfinite(f).all() and f[..., 0::2].abs().max() == 0  # corr_l
+    assert f[..., 1::2].abs().max() > 0.1  # cos_l: the bones still point somewhere
+
+
+@pytest.mark.parametrize("graph", [TINY, CandidateGraph(tuple(range(J)), tuple(range(J)))], ids=["3+2", "18+18"])
+def test_the_incoming_mean_equals_the_receiver_matrix_product(graph: CandidateGraph) -> None:
+    model = DuetNRI(_config(2, joints0=graph.joints0, joints1=graph.joints1)).eval()
+    e = torch.randn(3, graph.num_edges, 8)
+    torch.testing.assert_close(model.encoder.incoming_mean(e), model.encoder.rec_mean @ e, atol=1e-6, rtol=1e-5)
+
+
 def test_future_keeps_the_frames_to_forecast_from_the_encoder() -> None:
     """With ``future`` the edges cannot carry the answer: the encoder never sees the forecast frames."""
     torch.manual_seed(7)
