@@ -315,6 +315,7 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
         "skipped": summary["skipped"], "dropped_invalid": summary["dropped"],
         "states": summary["states"], "models": summary["models"], "device": summary["device"],
         "nri_interval_s": "1/model fps" if nri_interval_s is None else nri_interval_s,
+        "stga_interval_s": "1/model fps",
         "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
         "goal": {"added_p99_ms_at_most": 2.0, "fps_at_least": 1000.0},
     }

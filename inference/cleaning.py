@@ -12,8 +12,10 @@
 3. causal smoothing (:mod:`inference.filters`): a One Euro filter (default) or the sliding DCT
    low-pass, restarted for a dancer that is (re)acquired, frozen while a dancer is absent;
 4. optionally a learned causal refiner (:class:`Refiner`, e.g. the MKFF-ST-GCN in ONNX)
-   applied to the window of the last ``refiner_window`` tracked frames *instead of* the
-   smoothing filter.
+   applied to a window of ``refiner_window`` tracked frames *instead of* the smoothing filter:
+   sampled at the refiner's frame rate (``refiner_fps``) back from the newest frame, linearly
+   interpolated between tracked frames, so a model trained at 30 fps sees the time span it was
+   trained on whatever the camera's rate; without a rate, the last ``refiner_window`` frames.
 
 Output per frame: joints ``(D, J, 3)`` float32 metres (the last estimate while a dancer is
 held or absent, zeros before a dancer was ever seen — never NaN), presence ``(D,)`` bool,
@@ -40,6 +42,7 @@ from numpy.typing import NDArray
 
 from inference.filters import CausalDCTFilter, OneEuroFilter, dct_lowpass
 from inference.tracking import Tracker, TrackerConfig, mean_joint_distance, select_people
+from inference.window import FrameBuffer
 from stream.errors import IStringsError
 from stream.protocol import PoseFrame
 from stream.skeleton import J, Layout, layout_map
@@ -56,7 +59,8 @@ class CleaningError(IStringsError, ValueError):
 
 
 class Refiner(Protocol):
-    """A learned causal refiner: the last ``T`` frames of both dancers → the current frame.
+    """A learned causal refiner: ``T`` frames of both dancers, the newest last → the current frame
+    (sampled at its rate, :attr:`CleanerConfig.refiner_fps`, when the cleaner is given one).
 
     Shapes:
         ``refine(window (T, D, J, 3) float32 metres, oldest first) -> (D, J, 3)`` metres.
@@ -78,6 +82,8 @@ class CleanerConfig:
         dct_window: frames in the sliding DCT window.
         dct_keep: fraction of the window's DCT frequencies kept.
         refiner_window: frames handed to a refiner (``T``).
+        refiner_fps: the refiner's frame rate (Hz): its window is sampled at that rate from the
+            tracked frames' times; ``None``: the last ``refiner_window`` frames as they came.
         fallback_dt_s: seconds assumed between frames whose timestamps do not advance.
     """
 
@@ -89,6 +95,7 @@ class CleanerConfig:
     dct_window: int = 16
     dct_keep: float = 0.25
     refiner_window: int = 16
+    refiner_fps: float | None = None
     fallback_dt_s: float = 1.0 / 30.0
 
     def __post_init__(self) -> None:
@@ -98,6 +105,9 @@ class CleanerConfig:
             raise CleaningError(f"the cleaner tracks a duet: tracking.num_tracks must be {D}")
         if self.refiner_window < 1 or not self.fallback_dt_s > 0:
             raise CleaningError("refiner_window must be >= 1 and fallback_dt_s > 0")
+        if self.refiner_fps is not None and not (np.isfinite(self.refiner_fps) and self.refiner_fps > 0):
+            raise CleaningError(f"refiner_fps must be a positive rate in Hz (None: frames as they come), "
+                                f"got {self.refiner_fps}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +205,10 @@ class OnlineCleaner:
             self._filter = CausalDCTFilter((D, J, 3), cfg.dct_window, cfg.dct_keep)
         self._window = np.zeros((cfg.refiner_window, D, J, 3), dtype=np.float32)  # (T, D, J, 3)
         self._window_count = 0
+        # tracked frames with their times, for a window sampled at the refiner's rate: enough for
+        # the window's span at up to 1,000 frames/s (older sample times repeat the oldest frame)
+        span_s = (cfg.refiner_window - 1) / cfg.refiner_fps if cfg.refiner_fps else 0.0
+        self._history = FrameBuffer(max(2, min(4096, int(np.ceil(span_s * 1000.0)) + 2)))
         self._out = np.zeros((D, J, 3), dtype=np.float32)  # (D, J, 3) last output
         self._t0_ns: int | None = None
         self._offset_s = 0.0
@@ -266,7 +280,7 @@ class OnlineCleaner:
         tracked = trk.joints  # (D, J, 3) m, unsmoothed
         out: NDArray[np.floating]
         if self.refiner is not None:
-            out = self._refine(self.refiner, tracked.astype(np.float32), trk.reset)
+            out = self._refine(self.refiner, t, tracked.astype(np.float32), trk.reset)
         elif self._filter is not None:
             if trk.reset.any():
                 self._filter.reset(trk.reset)
@@ -284,19 +298,28 @@ class OnlineCleaner:
         )
 
     def _refine(
-        self, refiner: Refiner, tracked: NDArray[np.float32], reset: NDArray[np.bool_]
+        self, refiner: Refiner, t: float, tracked: NDArray[np.float32], reset: NDArray[np.bool_]
     ) -> NDArray[np.float32]:
-        """Push ``tracked (D, J, 3)`` into the window and run the refiner on it."""
-        win = self._window  # (T, D, J, 3)
-        win[:-1] = win[1:]
-        win[-1] = tracked
-        if reset.any():  # a (re)acquired dancer has no past: repeat its current pose
-            win[:, reset] = tracked[reset]
-        self._window_count = min(self._window_count + 1, len(win))
-        if self._window_count < len(win):  # start-up: repeat the oldest frame
-            win[: len(win) - self._window_count] = win[len(win) - self._window_count]
+        """Push ``tracked (D, J, 3)`` taken at ``t`` s into the window and run the refiner on it."""
+        fps = self.config.refiner_fps
+        if fps is not None:
+            self._history.push(t, tracked)
+            if reset.any():  # a (re)acquired dancer has no past: its current pose throughout
+                self._history.hold(reset, tracked)
+            # before the oldest frame (start-up) the window repeats it
+            win = self._history.resampled(self.config.refiner_window, fps)  # (T, D, J, 3)
+        else:
+            win = self._window  # (T, D, J, 3): the last T frames as they came
+            win[:-1] = win[1:]
+            win[-1] = tracked
+            if reset.any():  # a (re)acquired dancer has no past: repeat its current pose
+                win[:, reset] = tracked[reset]
+            self._window_count = min(self._window_count + 1, len(win))
+            if self._window_count < len(win):  # start-up: repeat the oldest frame
+                win[: len(win) - self._window_count] = win[len(win) - self._window_count]
+            win = win.copy()
         try:
-            refined = np.asarray(refiner.refine(win.copy()), dtype=np.float32)
+            refined = np.asarray(refiner.refine(win), dtype=np.float32)
         except Exception:
             # The refiner is third-party (an ONNX session): a failure must not stop the live
             # process; it is counted, logged with its traceback once, and the frame passes unrefined.

@@ -210,6 +210,7 @@ class RefinerModel(OnnxModel):
             raise ModelError(f"refusing {self.path}: it is a {mode!r} refiner, which outputs a frame in the "
                              "past; the live path needs mode 'causal' (export a causal checkpoint)")
         self.frames = int(self.metadata.window_frames)
+        self.fps = float(self.metadata.fps)  # its window's frame rate, Hz
         ishape = self.inputs[0].shape
         if len(ishape) != 4 or _static(ishape[1]) not in (None, self.frames) or _static(ishape[2]) not in (None, D * J):
             raise ModelError(f"refusing {self.path}: input {ishape}, expected (B, {self.frames}, {D * J}, 3)")

@@ -159,7 +159,9 @@ SCHEMA: tuple[AddressSpec, ...] = (
                 "every frame, one per horizon (only with an STGA model)",
                 "forecast joints of dancer d, ms milliseconds after the frame's capture (STGA-Net "
                 "blended online with the better of zero and constant velocity by their recent errors; "
-                "`infer --gate-tau-s 0`: the model alone)"),
+                "`infer --gate-tau-s 0`: the model alone). STGA-Net runs at most once per frame of its model "
+                "(1/60 s for the bundled one, `infer --stga-interval-s`): above that input rate a frame "
+                "repeats the last forecast, made less than 1/60 s before it"),
     AddressSpec("/stats", (Arg("frames sent per second", "f"), Arg("frames skipped, total", "i"),
                            Arg("messages dropped as invalid, total", "i"),
                            Arg("(p50, p99) per stage", "ff", "S", "ms")),

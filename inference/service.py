@@ -20,7 +20,10 @@ between frames (capture clock, capped at 1 s) and ``τ`` = ``edge_tau_s`` (defau
 same smoothing at any frame rate. The NRI encoder runs at most once per model frame period
 (``nri_interval_s``, default ``1 / fps`` of the model: its window is sampled at that spacing, so a
 faster input would give it nearly the same window again); in between, the EMA keeps moving towards
-its last output. When the NRI model does not run (no model, fewer than two
+its last output. STGA-Net likewise runs at most once per frame period of its model
+(``stga_interval_s``, default ``1 / fps``: 1/60 s for the bundled one); in between, every frame
+sends its last forecast, made less than a model frame earlier. Below the model's rate (a 30 or
+60 fps camera) both run on every frame. When the NRI model does not run (no model, fewer than two
 dancers over the window, warm-up) ``s_new`` is 0, so strings fade out with the same ``τ``.
 
 Forecast gate (:mod:`stream.forecast_gate`, ``gate_tau_s``, default 3 s): every frame resolves
@@ -105,6 +108,8 @@ class ServiceConfig:
         nri_interval_s: least time between two NRI runs (capture clock); ``None``: one frame period of
             the model (``1 / fps``, the spacing of its window), 0: every frame. Between runs the EMA
             keeps moving towards the last output.
+        stga_interval_s: least time between two STGA-Net runs (capture clock); ``None``: one frame
+            period of the model, 0: every frame. Between runs the last forecast is sent again.
         gate_tau_s: forgetting time (s) of the forecast gate (:mod:`stream.forecast_gate`), which
             blends STGA-Net with the better simple baseline by how each did over the recent past;
             ``None``: no gate, the model's forecasts are sent as they are.
@@ -126,6 +131,7 @@ class ServiceConfig:
     max_packet: int = MAX_PACKET_BYTES
     smoothing: str = "one_euro"
     nri_interval_s: float | None = None
+    stga_interval_s: float | None = None
     gate_tau_s: float | None = 3.0
 
     def __post_init__(self) -> None:
@@ -188,12 +194,15 @@ class InferenceService:
         """A fresh cleaner, window and strengths (at start and when input comes back)."""
         refiner = self.models.refiner
         cfg = CleanerConfig(smoothing=self.config.smoothing,  # type: ignore[arg-type]
-                            refiner_window=refiner.frames if refiner is not None else 16)
+                            refiner_window=refiner.frames if refiner is not None else 16,
+                            refiner_fps=refiner.fps if refiner is not None else None)
         self.cleaner = OnlineCleaner(cfg, refiner=refiner)
         self.buffer = FrameBuffer()
         self.strengths = np.zeros((J, J), dtype=np.float32)  # (J, J) smoothed
         self._raw: NDArray[np.float32] | None = None  # (J, J) the last NRI output
         self._nri_t = -math.inf  # capture time of the last NRI run, s
+        self._forecast: dict[int, NDArray[np.float32]] = {}  # the last forecasts sent, by horizon ms
+        self._stga_t = -math.inf  # capture time of the last STGA-Net run, s
         self._last_t: float | None = None
         self._warm = False
         if self.gate is not None:
@@ -241,17 +250,25 @@ class InferenceService:
             return {}
         gate.observe(cleaned.t_s, cleaned.joints, both)
         if not cleaned.present.any():
+            self._forecast = {}
             return {}
+        interval = self.config.stga_interval_s
+        interval = 1.0 / model.spec.fps if interval is None else interval
+        if self._forecast and cleaned.t_s - self._stga_t < interval - 1e-6:
+            return dict(self._forecast)  # made less than a model frame ago: its window has barely moved
         window = self.buffer.resampled(model.spec.frames, model.spec.fps)  # (T, D, J, 3) m
         try:
             fc = model(window)  # (H, D, J, 3) m
         except Exception:
             self._model_failed("stga")
+            self._forecast = {}
             return {}
         gated = gate.forecast(cleaned.t_s, fc, window[-1], (window[-1] - window[-2]) * model.spec.fps)
         if self.config.gate_tau_s is not None:
             fc = gated
-        return {h: fc[k] for k, h in enumerate(model.horizons_ms)}
+        self._forecast = {h: fc[k] for k, h in enumerate(model.horizons_ms)}
+        self._stga_t = cleaned.t_s
+        return dict(self._forecast)
 
     def forecast_errors(self) -> list[tuple[int, float, int]]:
         """``(horizon ms, mean per-joint error m, forecasts scored)`` of what was sent so far:

@@ -169,6 +169,11 @@ class FrameBuffer:
         self._next = (k + 1) % self.capacity
         self.count = min(self.count + 1, self.capacity)
 
+    def hold(self, dancers: NDArray[np.bool_], joints: NDArray[np.floating]) -> None:
+        """Set every buffered frame of the ``dancers (D,)`` marked to ``joints (D, J, 3)``: a dancer
+        (re)acquired now has no past, so its window holds its current pose."""
+        self._x[:, dancers] = joints[dancers]
+
     def _view(self) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.bool_]]:
         """Contiguous oldest-first views of the ``count`` buffered frames."""
         end = self._next + self.capacity

@@ -223,6 +223,39 @@ def test_refiner_hook_gets_the_window_and_bad_refiners_are_counted() -> None:
         assert out.counters["refiner_rejected"] == 1
 
 
+class WindowKeeper:
+    """A refiner that keeps every window it is given and returns the newest frame."""
+
+    def __init__(self) -> None:
+        self.windows: list[np.ndarray] = []
+
+    def refine(self, window: np.ndarray) -> np.ndarray:
+        self.windows.append(window.copy())
+        return window[-1]
+
+
+@pytest.mark.parametrize("rate_hz", [30.0, 120.0])
+def test_the_refiner_window_is_sampled_at_the_refiners_rate_whatever_the_input_rate(rate_hz: float) -> None:
+    """Dancer 0 walks along x at 1 m/s: at 30 or 120 Hz input, a 30 fps refiner's window of 4 frames
+    spans 0.1 s with samples 1/30 s apart (interpolated between tracked frames at 120 Hz)."""
+    keeper = WindowKeeper()
+    cleaner = OnlineCleaner(CleanerConfig(refiner_window=4, refiner_fps=30.0), refiner=keeper)
+    n = int(rate_hz)  # one second
+    for k in range(n):
+        t = k / rate_hz
+        cleaner.step(canon_frame(k, [at(t), at(2.0, body=1)], t_ns=round(t * 1e9)))
+    root_x = keeper.windows[-1][:, 0, 0, 0] - BODIES[0][0, 0]  # (4,) dancer 0's root x, oldest first
+    t_last = (n - 1) / rate_hz
+    np.testing.assert_allclose(root_x, t_last - np.array([3, 2, 1, 0]) / 30.0, atol=2e-3)  # tracking lags a little
+    as_they_come = WindowKeeper()
+    cleaner = OnlineCleaner(CleanerConfig(refiner_window=4), refiner=as_they_come)
+    for k in range(n):
+        t = k / rate_hz
+        cleaner.step(canon_frame(k, [at(t), at(2.0, body=1)], t_ns=round(t * 1e9)))
+    spacing = np.diff(as_they_come.windows[-1][:, 0, 0, 0])
+    np.testing.assert_allclose(spacing, 1.0 / rate_hz, atol=2e-3)  # without a rate: the input's spacing
+
+
 # --------------------------------------------------------------------------- offline (the paper)
 
 

@@ -22,7 +22,7 @@ from inference.models_live import (
     combine_directions,
     load_models,
 )
-from inference.osc import decode_packet
+from inference.osc import FrameOutput, decode_packet
 from inference.runtime import ModelError
 from inference.service import InferenceService, ServiceConfig
 from inference.stats import RollingTimings
@@ -348,3 +348,33 @@ def test_non_finite_strengths_are_dropped_counted_and_logged_once(tmp_path: Path
     assert svc.counters.model_errors["nri"] == 40 - 7  # every run from the first covered window on
     logged = [r for r in caplog.records if "nri model failed" in r.getMessage()]
     assert len(logged) == 1 and "non-finite strengths" in (logged[0].exc_text or "")
+
+
+class CountedForecaster:
+    """A forecaster that counts its runs (the service reads ``spec``, ``horizons_ms`` and calls it)."""
+
+    def __init__(self, inner: ForecastModel) -> None:
+        self.inner, self.spec, self.horizons_ms, self.calls = inner, inner.spec, inner.horizons_ms, 0
+
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.inner(window)
+
+
+def test_stga_runs_at_most_once_per_model_frame_and_every_frame_gets_a_forecast(tmp_path: Path) -> None:
+    """At 120 Hz input a 30 fps forecaster runs on every 4th frame; the frames between send its last forecast."""
+    write_stga(tmp_path, fps=30.0)
+
+    def run(cfg: ServiceConfig) -> tuple[int, list[FrameOutput]]:
+        svc = InferenceService(cfg)
+        assert svc.models.forecast is not None
+        counted = CountedForecaster(svc.models.forecast)
+        svc.models.forecast = counted  # type: ignore[assignment]
+        outs = [svc.process(duet_frame(k, k / 120)) for k in range(120)]
+        return counted.calls, outs
+
+    every, _ = run(ServiceConfig(models_dir=tmp_path, device="cpu", stga_interval_s=0.0, gate_tau_s=None))
+    default, outs = run(ServiceConfig(models_dir=tmp_path, device="cpu", gate_tau_s=None))
+    assert every == 120 and default == 30
+    assert all(set(o.forecasts) == {80, 160} for o in outs)  # a forecast on every frame
+    np.testing.assert_allclose(outs[-1].forecasts[160][..., 0], outs[-1].joints[..., 0] + 0.1, atol=1e-5)
