@@ -60,6 +60,10 @@ def register(app: typer.Typer, groups: Groups) -> None:
         stga_interval: Annotated[float | None, typer.Option(
             "--stga-interval-s", min=0.0,
             help="Least seconds between STGA-Net runs (default: one model frame, 1/fps; 0: every frame).")] = None,
+        background_models: Annotated[bool, typer.Option(
+            "--background-models/--inline-models",
+            help="Above a model's frame rate, run NRI and STGA-Net on a worker thread, not inside the frame.")]
+        = True,
         gate_tau: Annotated[float, typer.Option(
             "--gate-tau-s", min=0.0, help="Forgetting time of the forecast gate (blend with the better baseline "
                                           "by recent errors), seconds; 0: no gate, the model's forecasts as they are.")]
@@ -86,7 +90,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
                             device=device, combine=combine, top_k=top_k, edge_tau_s=edge_tau,
                             input_timeout_s=input_timeout, max_packet=max_packet, log_every_s=log_every,
                             smoothing=smoothing, nri_interval_s=nri_interval, stga_interval_s=stga_interval,
-                            gate_tau_s=gate_tau or None)
+                            background_models=background_models, gate_tau_s=gate_tau or None)
         logging.getLogger("inference").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
         service = InferenceService(cfg)
         typer.echo(f"inferring {sub} → OSC {', '.join(cfg.osc)} (models: {service.models.device}; "

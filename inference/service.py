@@ -23,7 +23,10 @@ faster input would give it nearly the same window again); in between, the EMA ke
 its last output. STGA-Net likewise runs at most once per frame period of its model
 (``stga_interval_s``, default ``1 / fps``: 1/60 s for the bundled one); in between, every frame
 sends its last forecast, made less than a model frame earlier. Below the model's rate (a 30 or
-60 fps camera) both run on every frame. When the NRI model does not run (no model, fewer than two
+60 fps camera) both run on every frame. Above it, with ``background_models`` (``infer``'s
+default), both run on a worker thread (ONNX Runtime releases the GIL): the frame that starts a
+run does not wait for it, and its result goes out with the first frame after it is done, so no
+frame's latency carries the two models. When the NRI model does not run (no model, fewer than two
 dancers over the window, warm-up) ``s_new`` is 0, so strings fade out with the same ``τ``.
 
 Forecast gate (:mod:`stream.forecast_gate`, ``gate_tau_s``, default 3 s): every frame resolves
@@ -44,6 +47,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +114,9 @@ class ServiceConfig:
             keeps moving towards the last output.
         stga_interval_s: least time between two STGA-Net runs (capture clock); ``None``: one frame
             period of the model, 0: every frame. Between runs the last forecast is sent again.
+        background_models: above a model's frame rate, run the NRI and STGA-Net on a worker
+            thread instead of inside the frame (each result is used from the next frame on);
+            at or below it they run inside the frame.
         gate_tau_s: forgetting time (s) of the forecast gate (:mod:`stream.forecast_gate`), which
             blends STGA-Net with the better simple baseline by how each did over the recent past;
             ``None``: no gate, the model's forecasts are sent as they are.
@@ -132,6 +139,7 @@ class ServiceConfig:
     smoothing: str = "one_euro"
     nri_interval_s: float | None = None
     stga_interval_s: float | None = None
+    background_models: bool = False
     gate_tau_s: float | None = 3.0
 
     def __post_init__(self) -> None:
@@ -186,6 +194,8 @@ class InferenceService:
                      if forecast is not None else None)
         # the run summary's figures: the last _KEEP_LATENCY frames, preallocated (constant memory)
         self.run_timings = RollingTimings(("latency", "added", "added_cpu"), size=_KEEP_LATENCY)
+        self._worker: ThreadPoolExecutor | None = None  # started on the first background run
+        self._pending: dict[str, tuple[Future[Any], tuple[Any, ...]]] = {}  # kind → (run, its context)
         self._reset_pipeline()
 
     # ----------------------------------------------------------------------------- per frame
@@ -203,16 +213,54 @@ class InferenceService:
         self._nri_t = -math.inf  # capture time of the last NRI run, s
         self._forecast: dict[int, NDArray[np.float32]] = {}  # the last forecasts sent, by horizon ms
         self._stga_t = -math.inf  # capture time of the last STGA-Net run, s
+        self._pending.clear()  # a background run still going belongs to the old input: ignored
         self._last_t: float | None = None
         self._warm = False
         if self.gate is not None:
             self.gate.reset()  # its frames stop here; what it learnt about the model stays
 
-    def _model_failed(self, kind: str) -> None:
+    def _model_failed(self, kind: str, exc: BaseException | None = None) -> None:
         n = self.counters.model_errors.get(kind, 0)
         if n == 0:
-            log.exception("the %s model failed on a frame; it keeps being tried, failures are counted", kind)
+            log.error("the %s model failed on a frame; it keeps being tried, failures are counted", kind,
+                      exc_info=exc if exc is not None else True)
         self.counters.model_errors[kind] = n + 1
+
+    def _background(self, t_s: float, interval: float) -> bool:
+        """Whether a model run due now goes to the worker thread: frames come faster than the model's."""
+        return self.config.background_models and self._last_t is not None and t_s - self._last_t < interval
+
+    def _submit(self, kind: str, fn: Any, arg: Any, context: tuple[Any, ...]) -> None:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="istrings-models")
+        self._pending[kind] = (self._worker.submit(fn, arg), context)
+
+    def _harvest(self, kind: str) -> tuple[Any, tuple[Any, ...]] | None:
+        """The finished background run of ``kind`` and its context, or None (none, or still running).
+        A failed run is counted and logged once, like one inside a frame."""
+        entry = self._pending.get(kind)
+        if entry is None or not entry[0].done():
+            return None
+        del self._pending[kind]
+        future, context = entry
+        exc = future.exception()
+        if exc is not None:
+            self._model_failed(kind, exc)
+            return None
+        return future.result(), context
+
+    def close(self) -> None:
+        """Stop the worker thread (after the run in progress, if any)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+        self._pending.clear()
+
+    def _checked_strengths(self, new: NDArray[np.float32]) -> NDArray[np.float32]:
+        bad = int(np.size(new) - np.count_nonzero(np.isfinite(new)))
+        if bad:  # one NaN would stay in the EMA for good
+            raise FloatingPointError(f"the NRI model returned {bad} non-finite strengths; dropped")
+        return new
 
     def _run_strings(self, cleaned: CleanedFrame) -> None:
         """Update :attr:`strengths` (EMA) from the NRI model, or fade them out."""
@@ -221,21 +269,27 @@ class InferenceService:
         if model is not None:
             span = model.spec.span_s
             self._warm = self.buffer.covers(span)
+            done = self._harvest("nri")
+            if done is not None:
+                try:
+                    self._raw = self._checked_strengths(done[0])
+                except FloatingPointError as exc:
+                    self._model_failed("nri", exc)
             if self._warm and self.buffer.both_present_over(span):
                 interval = self.config.nri_interval_s
                 interval = 1.0 / model.spec.fps if interval is None else interval
-                if self._raw is not None and cleaned.t_s - self._nri_t < interval - 1e-6:
-                    raw = self._raw  # ran less than a model frame ago: its window has barely moved
-                else:
-                    try:
-                        new = model.strengths(model_window(self.buffer, model.spec))
-                        bad = int(np.size(new) - np.count_nonzero(np.isfinite(new)))
-                        if bad:  # one NaN would stay in the EMA for good
-                            raise FloatingPointError(f"the NRI model returned {bad} non-finite strengths; dropped")
-                        raw = self._raw = new
+                due = self._raw is None or cleaned.t_s - self._nri_t >= interval - 1e-6
+                if due and self._background(cleaned.t_s, interval):
+                    if "nri" not in self._pending:
+                        self._submit("nri", model.strengths, model_window(self.buffer, model.spec), ())
                         self._nri_t = cleaned.t_s
-                    except Exception:  # an ONNX Runtime failure must not stop the live process
-                        self._model_failed("nri")
+                elif due and "nri" not in self._pending:
+                    try:
+                        self._raw = self._checked_strengths(model.strengths(model_window(self.buffer, model.spec)))
+                        self._nri_t = cleaned.t_s
+                    except Exception as exc:  # an ONNX Runtime failure must not stop the live process
+                        self._model_failed("nri", exc)
+                raw = self._raw  # ran less than a model frame ago (its window has barely moved), or just now
             else:
                 self._raw = None
         dt = 0.0 if self._last_t is None else min(max(cleaned.t_s - self._last_t, 0.0), _MAX_DT_S)
@@ -249,26 +303,43 @@ class InferenceService:
         if model is None or gate is None:
             return {}
         gate.observe(cleaned.t_s, cleaned.joints, both)
+        done = self._harvest("stga")
+        if done is not None:  # a background run finished: its forecast, as of the frame it started on
+            self._publish_forecast(done[0], *done[1])
         if not cleaned.present.any():
             self._forecast = {}
             return {}
         interval = self.config.stga_interval_s
         interval = 1.0 / model.spec.fps if interval is None else interval
-        if self._forecast and cleaned.t_s - self._stga_t < interval - 1e-6:
+        if (self._forecast or "stga" in self._pending) and cleaned.t_s - self._stga_t < interval - 1e-6:
             return dict(self._forecast)  # made less than a model frame ago: its window has barely moved
         window = self.buffer.resampled(model.spec.frames, model.spec.fps)  # (T, D, J, 3) m
+        context = (cleaned.t_s, window[-1], (window[-1] - window[-2]) * model.spec.fps)
+        self._stga_t = cleaned.t_s
+        if self._background(cleaned.t_s, interval):
+            if "stga" not in self._pending:
+                self._submit("stga", model, window, context)
+            return dict(self._forecast)
+        if "stga" in self._pending:
+            return dict(self._forecast)
         try:
             fc = model(window)  # (H, D, J, 3) m
-        except Exception:
-            self._model_failed("stga")
+        except Exception as exc:
+            self._model_failed("stga", exc)
             self._forecast = {}
             return {}
-        gated = gate.forecast(cleaned.t_s, fc, window[-1], (window[-1] - window[-2]) * model.spec.fps)
+        self._publish_forecast(fc, *context)
+        return dict(self._forecast)
+
+    def _publish_forecast(self, fc: NDArray[np.float32], t_s: float, last: NDArray[np.float32],
+                          velocity: NDArray[np.float32]) -> None:
+        """Gate the model's forecasts ``(H, D, J, 3)`` m made at ``t_s`` and keep them as the ones to send."""
+        model, gate = self.models.forecast, self.gate
+        assert model is not None and gate is not None
+        gated = gate.forecast(t_s, fc, last, velocity)
         if self.config.gate_tau_s is not None:
             fc = gated
         self._forecast = {h: fc[k] for k, h in enumerate(model.horizons_ms)}
-        self._stga_t = cleaned.t_s
-        return dict(self._forecast)
 
     def forecast_errors(self) -> list[tuple[int, float, int]]:
         """``(horizon ms, mean per-joint error m, forecasts scored)`` of what was sent so far:
@@ -360,6 +431,7 @@ class InferenceService:
                          f", requests on {cfg.listen}" if listener else "", self.models.device)
                 self._loop(stop, sub, osc, listener, poller, max_frames, deadline)
             finally:
+                self.close()
                 if listener is not None:
                     listener.__exit__(None, None, None)
                 self.elapsed_s = time.monotonic() - start

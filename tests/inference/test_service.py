@@ -378,3 +378,49 @@ def test_stga_runs_at_most_once_per_model_frame_and_every_frame_gets_a_forecast(
     assert every == 120 and default == 30
     assert all(set(o.forecasts) == {80, 160} for o in outs)  # a forecast on every frame
     np.testing.assert_allclose(outs[-1].forecasts[160][..., 0], outs[-1].joints[..., 0] + 0.1, atol=1e-5)
+
+
+class FailingForecaster(CountedForecaster):
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        raise RuntimeError("session failed")
+
+
+def test_background_runs_keep_the_models_out_of_the_frame_and_their_results_arrive(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """At 120 Hz input (faster than the 30 fps models) the NRI and STGA-Net run on the worker
+    thread: a frame never waits for them, their results go out from a later frame on, each still
+    at most once per model frame; a failing run is counted and logged once, as inside a frame."""
+    import time as _time
+
+    write_nri(tmp_path)
+    write_stga(tmp_path, fps=30.0)
+    svc = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", edge_tau_s=0.0, gate_tau_s=None,
+                                         background_models=True))
+    assert svc.models.forecast is not None
+    counted = CountedForecaster(svc.models.forecast)
+    svc.models.forecast = counted  # type: ignore[assignment]
+    outs = []
+    for k in range(240):  # 2 s at 120 Hz
+        outs.append(svc.process(duet_frame(k, k / 120)))
+        _time.sleep(0.001)  # the worker gets its turn, as between real frames
+    assert svc._worker is not None  # the background path was taken
+    assert 40 <= counted.calls <= 61  # at most 60, once per 1/30 s (fewer when a run outlasts a model frame)
+    assert all(set(o.forecasts) == {80, 160} for o in outs[40:])
+    np.testing.assert_allclose(outs[-1].forecasts[160][..., 0], outs[-1].joints[..., 0] + 0.1, atol=1e-5)
+    assert outs[-1].strengths[STRONG_FWD] == pytest.approx(0.9, abs=1e-5)  # τ = 0: the model's last output
+    svc.close()
+    assert svc._worker is None
+    failing = InferenceService(ServiceConfig(models_dir=tmp_path, device="cpu", gate_tau_s=None,
+                                             background_models=True))
+    assert failing.models.forecast is not None
+    broken = FailingForecaster(failing.models.forecast)
+    failing.models.forecast = broken
+    with caplog.at_level("ERROR", logger="inference.service"):
+        for k in range(120):
+            out = failing.process(duet_frame(k, k / 120))
+            _time.sleep(0.001)
+    failing.close()
+    assert out.forecasts == {} and out.joints.shape == (2, J, 3)  # frames keep flowing without forecasts
+    assert failing.counters.model_errors["stga"] >= broken.calls - 1 >= 20
+    assert len([r for r in caplog.records if "stga model failed" in r.getMessage()]) == 1
