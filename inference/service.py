@@ -236,8 +236,9 @@ class InferenceService:
         self._pending[kind] = (self._worker.submit(fn, arg), context)
 
     def _harvest(self, kind: str) -> tuple[Any, tuple[Any, ...]] | None:
-        """The finished background run of ``kind`` and its context, or None (none, or still running).
-        A failed run is counted and logged once, like one inside a frame."""
+        """The finished background run of ``kind`` as ``(result, context)``, or None (none, or
+        still running). A failed run gives ``(None, context)`` and is counted and logged once,
+        like one inside a frame."""
         entry = self._pending.get(kind)
         if entry is None or not entry[0].done():
             return None
@@ -246,7 +247,7 @@ class InferenceService:
         exc = future.exception()
         if exc is not None:
             self._model_failed(kind, exc)
-            return None
+            return None, context
         return future.result(), context
 
     def close(self) -> None:
@@ -270,11 +271,14 @@ class InferenceService:
             span = model.spec.span_s
             self._warm = self.buffer.covers(span)
             done = self._harvest("nri")
-            if done is not None:
+            if done is not None and done[0] is None:
+                self._raw = None  # the run failed: nothing usable, the strings fade out
+            elif done is not None:
                 try:
                     self._raw = self._checked_strengths(done[0])
                 except FloatingPointError as exc:
                     self._model_failed("nri", exc)
+                    self._raw = None
             if self._warm and self.buffer.both_present_over(span):
                 interval = self.config.nri_interval_s
                 interval = 1.0 / model.spec.fps if interval is None else interval
@@ -289,6 +293,7 @@ class InferenceService:
                         self._nri_t = cleaned.t_s
                     except Exception as exc:  # an ONNX Runtime failure must not stop the live process
                         self._model_failed("nri", exc)
+                        self._raw = None  # nothing usable: the strings fade out
                 raw = self._raw  # ran less than a model frame ago (its window has barely moved), or just now
             else:
                 self._raw = None
@@ -304,7 +309,9 @@ class InferenceService:
             return {}
         gate.observe(cleaned.t_s, cleaned.joints, both)
         done = self._harvest("stga")
-        if done is not None:  # a background run finished: its forecast, as of the frame it started on
+        if done is not None and done[0] is None:
+            self._forecast = {}  # the run failed: no forecast rather than an ever older one
+        elif done is not None:  # a background run finished: its forecast, as of the frame it started on
             self._publish_forecast(done[0], *done[1])
         if not cleaned.present.any():
             self._forecast = {}
