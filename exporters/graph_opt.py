@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -121,6 +122,15 @@ class _Graph:
         return name
 
 
+def _until_done(step: Callable[[_Graph], bool], model: onnx.ModelProto) -> int:
+    """Apply ``step`` (one rewrite on a fresh index of the graph, False when none is left) until
+    it finds nothing more; returns how many rewrites it made."""
+    count = 0
+    while step(_Graph(model)):
+        count += 1
+    return count
+
+
 def _bias_vector(value: np.ndarray, rank: int) -> np.ndarray | None:
     """``value`` as a 1-D bias over the last axis of a rank-``rank`` tensor, or None."""
     if value.ndim == 0 or value.ndim > rank or any(d != 1 for d in value.shape[:-1]):
@@ -139,19 +149,27 @@ def _replace_nodes(graph: onnx.GraphProto, remove: list[onnx.NodeProto],
     graph.node.extend(kept)
 
 
+def _behind_reshapes(g: _Graph, name: str, last_axis: int
+                     ) -> tuple[onnx.NodeProto | None, str, list[onnx.NodeProto]]:
+    """What produces ``name`` seen through single-use reshapes that keep the last axis ``last_axis``:
+    ``(producer or None, the tensor it writes, the reshapes between, nearest first)``."""
+    chain: list[onnx.NodeProto] = []
+    producer = g.producer.get(name)
+    while (producer is not None and producer.op_type == "Reshape" and g.single_use(name)
+           and g.shapes.get(producer.input[0], (None,))[-1] == last_axis):
+        chain.append(producer)
+        name = producer.input[0]
+        producer = g.producer.get(name)
+    return producer, name, chain
+
+
 def _matmul_branch(g: _Graph, name: str, n: int) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
     """The ``MatMul(X, W)`` with constant ``W (K, n)`` behind ``name`` through single-use reshapes.
 
     Returns the MatMul and the reshapes between it and ``name`` (nearest first), or None.
     Every step must be used once only (the rewrite removes them) and keep the last axis ``n``.
     """
-    chain: list[onnx.NodeProto] = []
-    producer = g.producer.get(name)
-    while (producer is not None and producer.op_type == "Reshape" and g.single_use(name)
-           and g.shapes.get(producer.input[0], (None,))[-1] == n):
-        chain.append(producer)
-        name = producer.input[0]
-        producer = g.producer.get(name)
+    producer, name, chain = _behind_reshapes(g, name, n)
     if producer is None or producer.op_type != "MatMul" or not g.single_use(name):
         return None
     weight = g.constants.get(producer.input[1])
@@ -232,10 +250,7 @@ def fuse_linear_bias(model: onnx.ModelProto) -> int:
     ``X (…, K)`` is viewed as ``(-1, K)``, the ``Gemm`` adds ``b``, and the result is viewed back
     to ``(-1, d_1, …, N)``. Edits ``model`` in place; returns how many patterns were replaced.
     """
-    fused = 0
-    while _fuse_one_linear_bias(_Graph(model)):  # a fresh index after every edit
-        fused += 1
-    return fused
+    return _until_done(_fuse_one_linear_bias, model)
 
 
 def _hoist_one_constant(g: _Graph) -> bool:
@@ -267,10 +282,7 @@ def hoist_constants(model: onnx.ModelProto) -> int:
     Exact up to rounding order; it lets :func:`fuse_linear_bias` and :func:`fold_constant_adds`
     see the constant at the outside of a sum. Returns how many sums were rewritten.
     """
-    hoisted = 0
-    while _hoist_one_constant(_Graph(model)):
-        hoisted += 1
-    return hoisted
+    return _until_done(_hoist_one_constant, model)
 
 
 def _fold_one_constant_add(g: _Graph) -> bool:
@@ -305,10 +317,7 @@ def fold_constant_adds(model: onnx.ModelProto) -> int:
     Only when the inner sum feeds nothing else and ``c1 + c2`` broadcasts to no more axes than
     the output has. Edits ``model`` in place; returns how many pairs were folded.
     """
-    folded = 0
-    while _fold_one_constant_add(_Graph(model)):
-        folded += 1
-    return folded
+    return _until_done(_fold_one_constant_add, model)
 
 
 _UNARY = frozenset({"Relu", "Sigmoid", "Tanh", "Gelu", "Erf", "Neg", "Abs", "Exp", "Sqrt"})
@@ -358,10 +367,7 @@ def tidy_reshapes(model: onnx.ModelProto) -> int:
     its input already has is dropped; an element-wise unary op moves before a reshape, so that
     ``Gemm → Reshape → Relu → Reshape → Gemm`` becomes ``Gemm → Relu → Gemm``.
     """
-    tidied = 0
-    while _tidy_one_reshape(_Graph(model)):
-        tidied += 1
-    return tidied
+    return _until_done(_tidy_one_reshape, model)
 
 
 def _sigmoid_one_softmax(g: _Graph) -> bool:
@@ -372,12 +378,7 @@ def _sigmoid_one_softmax(g: _Graph) -> bool:
         axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
         if shape is None or shape[-1] != 2 or axis not in (-1, len(shape) - 1):
             continue
-        name, chain = node.input[0], []
-        producer = g.producer.get(name)
-        while producer is not None and producer.op_type == "Reshape" and g.single_use(name):
-            chain.append(producer)
-            name = producer.input[0]
-            producer = g.producer.get(name)
+        producer, name, _ = _behind_reshapes(g, node.input[0], 2)
         if producer is None or producer.op_type != "Gemm" or producer.attribute or not g.single_use(name):
             continue
         w = g.constants.get(producer.input[1])
@@ -400,10 +401,7 @@ def softmax2_to_sigmoid(model: onnx.ModelProto) -> int:
     computes the differences instead (``W ← W·[[1, −1], [−1, 1]]``, the bias likewise), and an
     element-wise ``Sigmoid`` costs ONNX Runtime far less than a ``Softmax`` over rows of two.
     """
-    replaced = 0
-    while _sigmoid_one_softmax(_Graph(model)):
-        replaced += 1
-    return replaced
+    return _until_done(_sigmoid_one_softmax, model)
 
 
 def _sum_square_one(g: _Graph) -> bool:
@@ -425,10 +423,7 @@ def _sum_square_one(g: _Graph) -> bool:
 
 def fuse_sum_squares(model: onnx.ModelProto) -> int:
     """``ReduceSum(Mul(x, x), axes)`` → ``ReduceSumSquare(x, axes)`` (in place; returns the count)."""
-    fused = 0
-    while _sum_square_one(_Graph(model)):
-        fused += 1
-    return fused
+    return _until_done(_sum_square_one, model)
 
 
 def _input_key(g: _Graph, name: str) -> object:
@@ -462,10 +457,7 @@ def _cse_one(g: _Graph) -> bool:
 def eliminate_common_subexpressions(model: onnx.ModelProto) -> int:
     """Keep one of every set of nodes with the same op, attributes and inputs (constants compared
     by value); the others' consumers read the one kept. In place; returns how many were removed."""
-    removed = 0
-    while _cse_one(_Graph(model)):
-        removed += 1
-    return removed
+    return _until_done(_cse_one, model)
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

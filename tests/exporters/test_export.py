@@ -192,6 +192,15 @@ def test_numbers_alone_differing_is_a_failure(tiny_onnx: Path) -> None:
         validate_export(tiny_onnx, other, TINY, CONFIG_D)
 
 
+def _save_with_metadata(program: Any, like: Path, path: Path) -> Path:
+    """Save an ONNX program made here with the metadata of the export ``like`` (what validation reads)."""
+    assert program is not None
+    model = program.model_proto
+    write_metadata(model, read_metadata(like))
+    onnx.save_model(model, str(path))
+    return path
+
+
 class GuardedUnit(nn.Module):
     """Each node's mean direction of motion: ``Δx / sqrt(|Δx|² + 1e-12)`` averaged over the window.
 
@@ -221,11 +230,7 @@ def test_a_guard_the_exporter_dropped_is_caught_on_a_still_window(tiny_onnx: Pat
                                     output_names=["unit"], optimize=True, verbose=False,
                                     dynamic_shapes=({0: torch.export.Dim("B", min=1, max=64),
                                                      1: torch.export.Dim("T", min=2, max=512)},))
-    assert program is not None
-    model = program.model_proto
-    write_metadata(model, read_metadata(tiny_onnx))
-    path = tmp_path / "guard.onnx"
-    onnx.save_model(model, str(path))
+    path = _save_with_metadata(program, tiny_onnx, tmp_path / "guard.onnx")
     with pytest.raises(ExportValidationError) as info:
         validate_export(path, GuardedUnit(), GUARD, {})
     assert info.value.report.failures == (
@@ -243,11 +248,7 @@ def test_a_silently_fixed_dimension_is_caught(tiny_onnx: Path, tmp_path: Path) -
         warnings.filterwarnings("ignore", category=FutureWarning)
         program = torch.onnx.export(tiny_model(), (x,), dynamo=True, input_names=["window"],
                                     output_names=["edge_logits", "node_state"], verbose=False)
-    assert program is not None
-    model = program.model_proto
-    write_metadata(model, read_metadata(tiny_onnx))
-    path = tmp_path / "fixed.onnx"
-    onnx.save_model(model, str(path))
+    path = _save_with_metadata(program, tiny_onnx, tmp_path / "fixed.onnx")
     with pytest.raises(ExportValidationError) as info:
         validate_export(path, tiny_model(), TINY, CONFIG_D)
     failures = info.value.report.failures
