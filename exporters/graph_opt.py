@@ -6,18 +6,23 @@ arithmetic: adding a bias of shape ``(N,)`` to a ``(648, 64)`` tensor costs abou
 this machine, three times a same-shape ``Add`` of that tensor, while a ``Gemm`` folds the
 same bias into its output for about 3 µs. ONNX Runtime fuses ``MatMul`` + ``Add`` into
 ``Gemm`` only for 2-D inputs, and the exporter writes every ``nn.Linear`` on a ``(B, …, K)``
-tensor as an N-D ``MatMul`` followed by a broadcast ``Add``. Two exact rewrites fix that:
+tensor as an N-D ``MatMul`` followed by a broadcast ``Add``. Exact rewrites (each computes the
+same function, up to float rounding order):
 
 - :func:`fuse_linear_bias`: ``Add(Reshape*(MatMul(X, W)), b)`` with constant ``W (K, N)`` and
-  a constant bias over the last axis → ``Reshape(Gemm(Reshape(X, (-1, K)), W, b), shape)``.
-  The reshapes are views (no copy); the sum is the same up to float rounding order.
-- :func:`fold_constant_adds`: ``Add(Add(x, c1), c2)`` with constants ``c1``, ``c2`` →
-  ``Add(x, c1 + c2)`` (one broadcast instead of two).
+  a constant bias over the last axis → ``Reshape(Gemm(Reshape(X, (-1, K)), W, b), shape)``,
+  also when the ``MatMul`` is one term of a sum; the reshapes are views (no copy);
+- :func:`hoist_constants` moves constants to the outside of a sum, where they fuse or fold;
+- :func:`fold_constant_adds`: ``Add(Add(x, c1), c2)`` → ``Add(x, c1 + c2)``;
+- :func:`softmax2_to_sigmoid`: a 2-way ``Softmax`` of a ``Gemm`` → a ``Sigmoid`` of the logit
+  differences;
+- :func:`fuse_sum_squares`: ``ReduceSum(Mul(x, x))`` → ``ReduceSumSquare(x)``;
+- :func:`tidy_reshapes` and :func:`eliminate_common_subexpressions` remove what is left over.
 
-Both need every axis but the first to be static (the specs here make only the batch dynamic);
-a pattern with another symbolic axis is left as it is. :func:`optimize_for_runtime` runs
-both and returns the counts; the export validation that follows (ONNX Runtime against torch)
-checks the result like any other export.
+The shape-changing rewrites need every axis but the first to be static (the specs here make
+only the batch dynamic); a pattern with another symbolic axis is left as it is.
+:func:`optimize_for_runtime` runs them all and returns the counts; the export validation that
+follows (ONNX Runtime against torch) checks the result like any other export.
 
 Importing this module imports neither torch nor the training code.
 """
