@@ -336,11 +336,10 @@ class DuetEncoder(nn.Module):
         e2 = F.relu(self.edge2(e2))  # (B, E, H)
         return self.fc_out(e2)  # (B, E, K)
 
-
     def incoming_mean(self, e: Tensor) -> Tensor:
         """Mean of every node's incoming edges: ``(B, E, H)`` → ``(B, N, H)``, as ``rec_mean @ e``.
 
-        Edges come in the order of :meth:`training.duet_data.DuetGraph.senders_receivers`:
+        Edges come in the order of :meth:`training.duet_data.CandidateGraph.senders_receivers`:
         forward (dancer-0 joint a → dancer-1 joint b) at ``a·J1 + b``, then the reverse edges in
         the same (a, b) order. So a dancer-1 node's incoming edges are one column of the forward
         ``(J0, J1)`` block and a dancer-0 node's one row of the reverse block: two means over an
