@@ -259,6 +259,29 @@ def encode_bundle(messages: Iterable[bytes], timetag: int = IMMEDIATELY) -> byte
     return b"".join(parts)
 
 
+def _pack_groups(sizes: Sequence[int], prefix: str, max_bytes: int) -> list[list[int]]:
+    """Greedy packing of messages of these byte sizes, in order, into bundles of at most
+    ``max_bytes`` that each start with a ``/part`` message: the indices of each bundle's messages.
+
+    Raises:
+        OscError: one message alone does not fit a bundle.
+    """
+    part_size = len(message_header(prefix + "/part", "iii")) + 12
+    budget = max_bytes - 16 - (4 + part_size)  # bundle tag + time tag, then the /part element
+    groups: list[list[int]] = [[]]
+    used = 0
+    for k, size in enumerate(sizes):
+        need = 4 + size
+        if need > budget:
+            raise OscError(f"an OSC message of {size} bytes cannot fit a {max_bytes}-byte packet")
+        if used + need > budget and groups[-1]:
+            groups.append([])
+            used = 0
+        groups[-1].append(k)
+        used += need
+    return groups
+
+
 def split_bundles(
     seq: int, messages: Sequence[bytes], prefix: str = DEFAULT_PREFIX, max_bytes: int = MAX_PACKET_BYTES
 ) -> list[bytes]:
@@ -268,22 +291,11 @@ def split_bundles(
     Raises:
         OscError: one message alone does not fit a bundle.
     """
-    part_size = len(message_header(prefix + "/part", "iii")) + 12
-    budget = max_bytes - 16 - (4 + part_size)  # bundle tag + time tag, then the /part element
-    groups: list[list[bytes]] = [[]]
-    used = 0
-    for m in messages:
-        need = 4 + len(m)
-        if need > budget:
-            raise OscError(f"an OSC message of {len(m)} bytes cannot fit a {max_bytes}-byte packet")
-        if used + need > budget and groups[-1]:
-            groups.append([])
-            used = 0
-        groups[-1].append(m)
-        used += need
+    groups = _pack_groups([len(m) for m in messages], prefix, max_bytes)
     s = int(seq) & 0x7FFFFFFF
     n = len(groups)
-    return [encode_bundle([encode_message(prefix + "/part", "iii", (s, k, n)), *g]) for k, g in enumerate(groups)]
+    return [encode_bundle([encode_message(prefix + "/part", "iii", (s, k, n)), *(messages[i] for i in g)])
+            for k, g in enumerate(groups)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,44 +325,120 @@ class FrameOutput:
     forecasts: Mapping[int, NDArray[np.float32]] = field(default_factory=dict)
 
 
+def _top_flat(strengths: NDArray[np.floating], k: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Flat indices ``i·J + j`` and strengths of the ``k`` strongest pairs with strength > 0,
+    strongest first (ties: the lower flat index first)."""
+    flat = np.asarray(strengths, dtype=np.float32).reshape(-1)  # (J·J,)
+    k = min(k, flat.size)
+    if k <= 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.float32)
+    idx = np.argsort(-flat, kind="stable")[:k]  # stable: equal strengths keep the lower flat index first
+    idx = idx[flat[idx] > 0]
+    return idx, flat[idx]
+
+
 def top_strings(strengths: NDArray[np.floating], k: int) -> list[tuple[int, int, float]]:
     """The ``k`` strongest ``(i, j, strength)`` of a ``(J, J)`` matrix, strongest first (ties: lower
     flat index first). Pairs of strength 0 are no strings and never listed, so without an NRI model
     (or before its first window) the list is empty."""
-    S = np.asarray(strengths, dtype=np.float32)
-    flat = S.reshape(-1)  # (J·J,) index i·J + j
-    k = min(k, flat.size)
-    if k <= 0:
-        return []
-    idx = np.argsort(-flat, kind="stable")[:k]  # stable: equal strengths keep the lower flat index first
-    idx = idx[flat[idx] > 0]
-    J1 = S.shape[1]
-    return [(int(q // J1), int(q % J1), float(flat[q])) for q in idx]
+    idx, val = _top_flat(strengths, k)
+    J1 = np.shape(strengths)[1]
+    return [(int(q // J1), int(q % J1), float(v)) for q, v in zip(idx, val, strict=True)]
+
+
+@dataclass(frozen=True)
+class _FrameLayout:
+    """The packets of every frame with one layout, numbers left at zero, and where the numbers go.
+
+    Attributes:
+        template: ``(W,)`` big-endian 32-bit words: all packets one after the other.
+        bounds: ``(start, end)`` byte range of each packet in the template.
+        slots: ``(S,)`` word index of each number, in the order :func:`encode_frame` lists them:
+            ``/part`` seq of each packet, then the numbers of the frame's messages in order.
+    """
+
+    template: NDArray[np.uint32]
+    bounds: tuple[tuple[int, int], ...]
+    slots: NDArray[np.intp]
+
+
+@lru_cache(maxsize=256)
+def _frame_layout(prefix: str, D: int, J: int, status: str, detail: str, n_top: int,
+                  horizons: tuple[int, ...], max_bytes: int) -> _FrameLayout:
+    """The layout of a frame: its messages (addresses, type tags, strings), their split into
+    bundles (:func:`_pack_groups`, as :func:`split_bundles`) and the word of every number.
+
+    Every OSC element is a multiple of 4 bytes, so each number is one aligned word.
+    """
+    heads = [(message_header(prefix + "/frame", "ifii"), 4),
+             (encode_message(prefix + "/status", "ss", (status, detail)), 0),
+             (message_header(prefix + "/presence", "i" * D), D)]
+    heads += [(message_header(f"{prefix}/dancer/{d}/joints", "f" * (3 * J)), 3 * J) for d in range(D)]
+    heads.append((message_header(prefix + "/edges/top", "iif" * n_top), 3 * n_top))
+    heads += [(message_header(f"{prefix}/edges/{i}", "f" * J), J) for i in range(J)]
+    heads += [(message_header(f"{prefix}/forecast/{ms}/dancer/{d}", "f" * (3 * J)), 3 * J)
+              for ms in horizons for d in range(D)]
+    groups = _pack_groups([len(h) + 4 * n for h, n in heads], prefix, max_bytes)
+    part_head = message_header(prefix + "/part", "iii")
+    buf = bytearray()
+    bounds: list[tuple[int, int]] = []
+    part_slots: list[int] = []
+    first_word = [0] * len(heads)  # word index of each message's first number
+    for k, g in enumerate(groups):
+        start = len(buf)
+        buf += BUNDLE_TAG + struct.pack(">Q", IMMEDIATELY)
+        buf += struct.pack(">i", len(part_head) + 12) + part_head
+        part_slots.append(len(buf) // 4)
+        buf += struct.pack(">iii", 0, k, len(groups))
+        for m in g:
+            head, n = heads[m]
+            buf += struct.pack(">i", len(head) + 4 * n) + head
+            first_word[m] = len(buf) // 4
+            buf += bytes(4 * n)
+        bounds.append((start, len(buf)))
+    slots = np.concatenate([np.array(part_slots, np.intp),
+                            *(np.arange(n, dtype=np.intp) + first_word[m] for m, (_, n) in enumerate(heads))])
+    return _FrameLayout(template=np.frombuffer(bytes(buf), dtype=">u4"), bounds=tuple(bounds), slots=slots)
 
 
 def encode_frame(out: FrameOutput, prefix: str = DEFAULT_PREFIX, top_k: int = DEFAULT_TOP_K,
                  max_bytes: int = MAX_PACKET_BYTES) -> list[bytes]:
-    """The packets of one frame (see the module docstring for the split)."""
-    D = out.joints.shape[0]
-    J = out.joints.shape[1]
-    msgs = [
-        encode_message(prefix + "/frame", "ifii", (int(out.seq) & 0x7FFFFFFF, float(out.latency_ms),
-                                                   int(np.count_nonzero(out.present)), int(out.skipped))),
-        encode_message(prefix + "/status", "ss", (out.status, out.detail)),
-        encode_message(prefix + "/presence", "i" * D, [int(p) for p in out.present]),
-    ]
-    joints = np.asarray(out.joints, dtype=">f4")  # (D, J, 3)
-    msgs.extend(message_header(f"{prefix}/dancer/{d}/joints", "f" * (3 * J)) + joints[d].tobytes() for d in range(D))
-    top = top_strings(out.strengths, top_k)
-    tags = "iif" * len(top)
-    msgs.append(encode_message(prefix + "/edges/top", tags, [v for t in top for v in t]))
-    rows = np.asarray(out.strengths, dtype=">f4")  # (J, J)
-    msgs.extend(message_header(f"{prefix}/edges/{i}", "f" * rows.shape[1]) + rows[i].tobytes() for i in range(J))
-    for ms, pose in out.forecasts.items():
-        pose_be = np.asarray(pose, dtype=">f4")  # (D, J, 3)
-        msgs.extend(message_header(f"{prefix}/forecast/{ms}/dancer/{d}", "f" * (3 * J)) + pose_be[d].tobytes()
-                    for d in range(D))
-    return split_bundles(out.seq, msgs, prefix, max_bytes)
+    """The packets of one frame (see the module docstring for the split).
+
+    The messages, in order: ``/frame``, ``/status``, ``/presence``, ``/dancer/{d}/joints``,
+    ``/edges/top``, ``/edges/{i}``, ``/forecast/{ms}/dancer/{d}``; packed greedily into bundles
+    that each start with ``/part``. A frame's layout is built once (:func:`_frame_layout`, cached)
+    and each frame only writes its numbers into it: the same bytes as encoding every message.
+    """
+    D, J = out.joints.shape[:2]
+    top_idx, top_val = _top_flat(out.strengths, top_k)
+    horizons = tuple(out.forecasts)
+    layout = _frame_layout(prefix, D, J, out.status, out.detail, top_idx.size, horizons, max_bytes)
+    n = len(layout.bounds)
+    words = np.empty(layout.slots.size, dtype=">u4")  # the numbers, in the order of layout.slots
+    as_int, as_float = words.view(">i4"), words.view(">f4")
+    as_int[: n + 1] = int(out.seq) & 0x7FFFFFFF  # /part seq of each packet, /frame seq
+    as_float[n + 1] = out.latency_ms
+    as_int[n + 2] = np.count_nonzero(out.present)
+    as_int[n + 3] = min(int(out.skipped), 0x7FFFFFFF)
+    p = n + 4
+    as_int[p : p + D] = np.asarray(out.present, dtype=bool)
+    p += D
+    as_float[p : p + 3 * D * J] = np.asarray(out.joints).reshape(-1)
+    p += 3 * D * J
+    top = words[p : p + 3 * top_idx.size]
+    top.view(">i4")[0::3], top.view(">i4")[1::3] = np.divmod(top_idx, J)
+    top.view(">f4")[2::3] = top_val
+    p += 3 * top_idx.size
+    as_float[p : p + J * J] = np.asarray(out.strengths).reshape(-1)
+    p += J * J
+    for h in horizons:
+        as_float[p : p + 3 * D * J] = np.asarray(out.forecasts[h]).reshape(-1)
+        p += 3 * D * J
+    packed = layout.template.copy()
+    packed[layout.slots] = words
+    data = packed.tobytes()
+    return [data[a:b] for a, b in layout.bounds]
 
 
 def encode_status(seq: int, status: str, detail: str, prefix: str = DEFAULT_PREFIX) -> bytes:

@@ -89,6 +89,46 @@ def test_a_frame_is_split_into_self_contained_bundles_that_fit_one_packet() -> N
     assert set(seen) == expected
 
 
+def reference_frame_packets(out: FrameOutput, prefix: str, top_k: int, max_bytes: int) -> list[bytes]:
+    """A frame encoded message by message (encode_message, split_bundles): what encode_frame's
+    cached layout must reproduce byte for byte."""
+    D, Jn = out.joints.shape[:2]
+    top = top_strings(out.strengths, top_k)
+    msgs = [encode_message(prefix + "/frame", "ifii", (out.seq & 0x7FFFFFFF, out.latency_ms,
+                                                     int(out.present.sum()), out.skipped)),
+            encode_message(prefix + "/status", "ss", (out.status, out.detail)),
+            encode_message(prefix + "/presence", "i" * D, [int(v) for v in out.present])]
+    msgs += [encode_message(f"{prefix}/dancer/{d}/joints", "f" * 3 * Jn, out.joints[d].reshape(-1).tolist())
+             for d in range(D)]
+    msgs.append(encode_message(prefix + "/edges/top", "iif" * len(top), [v for t in top for v in t]))
+    msgs += [encode_message(f"{prefix}/edges/{i}", "f" * Jn, out.strengths[i].tolist()) for i in range(Jn)]
+    msgs += [encode_message(f"{prefix}/forecast/{h}/dancer/{d}", "f" * 3 * Jn, pose[d].reshape(-1).tolist())
+             for h, pose in out.forecasts.items() for d in range(D)]
+    return split_bundles(out.seq, msgs, prefix, max_bytes)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_encode_frame_gives_the_bytes_of_encoding_every_message(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    horizons = tuple(int(h) for h in rng.choice([80, 160, 320, 500, 1000], size=int(rng.integers(0, 6)),
+                                                replace=False))
+    strengths = rng.uniform(size=(J, J)).astype(np.float32)
+    strengths[rng.uniform(size=(J, J)) < [0.0, 0.5, 0.99, 1.0, 0.9, 0.0][seed]] = 0.0  # fewer than k strings
+    strengths[0, :3] = strengths[1, 2]  # ties
+    status, detail = [("ok", ""), ("one-dancer", "dancer 1 only"), ("no-model", "nri: refused, ünïcode"),
+                      ("ok", "warming up"), ("no-dancers", "nobody tracked"), ("ok", "")][seed]
+    out = FrameOutput(
+        seq=int(rng.integers(0, 2**40)), latency_ms=float(rng.exponential(3.0)), present=rng.uniform(size=2) < 0.6,
+        skipped=int(rng.integers(0, 1000)), status=status, detail=detail,
+        joints=rng.normal(size=(2, J, 3)).astype(np.float32), strengths=strengths,
+        forecasts={h: rng.normal(size=(2, J, 3)).astype(np.float32) for h in horizons})
+    for prefix, top_k, max_bytes in (("/istrings", 8, MAX_PACKET_BYTES), ("/stage/b", 30, 600), ("/x", 0, 1472)):
+        got = encode_frame(out, prefix, top_k, max_bytes)
+        assert got == reference_frame_packets(out, prefix, top_k, max_bytes), (prefix, top_k, max_bytes)
+        got_again = encode_frame(out, prefix, top_k, max_bytes)  # the cached layout is not written to
+        assert got_again == got
+
+
 def test_smaller_packets_and_a_custom_prefix() -> None:
     packets = encode_frame(frame_output(horizons=()), prefix="/stage/a", top_k=3, max_bytes=400)
     assert all(len(p) <= 400 for p in packets) and len(packets) > 6
