@@ -138,6 +138,15 @@ def test_centred_model_sees_the_future_and_outputs_the_centre() -> None:
     assert model.config.output_frame == 6 and model.config.latency_frames == 6
 
 
+@pytest.mark.parametrize("mode,heads,blocks", [("causal", 2, 3), ("centred", 4, 2), ("causal", 1, 1)])
+def test_output_frame_only_equals_every_frame(mode: str, heads: int, blocks: int) -> None:
+    """forward computes the last attention block and the ST-GCN on the receptive field only."""
+    model = trained_like(MKFFConfig(mode=mode, window=11, heads=heads, fusion_blocks=blocks))
+    x = torch.randn(3, 11, 36, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.forward_all(x)[:, model.config.output_frame], rtol=0, atol=1e-5)
+
+
 def test_untrained_model_is_the_identity_and_translation_equivariant() -> None:
     model = MKFFSTGCN(MKFFConfig()).eval()
     x = torch.randn(4, 12, 36, 3)

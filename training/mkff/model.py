@@ -22,9 +22,10 @@ causal attention mask and left-padded temporal convolutions, and outputs the *la
 T-1``: no added latency. The **centred** variant (offline) uses the paper's centred features, no
 mask, symmetric convolutions, and outputs the centre frame ``o = T // 2``.
 
-:meth:`MKFFSTGCN.forward` returns only the output frame (what is exported); it runs the ST-GCN
-on just the ``1 + L·(k-1)`` frames the output depends on, with unpadded convolutions, which
-gives exactly :meth:`MKFFSTGCN.forward_all`'s value at that frame. ``forward_all`` returns every
+:meth:`MKFFSTGCN.forward` returns only the output frame (what is exported); it runs the last
+attention block's queries and MLP and the ST-GCN on just the ``1 + L·(k-1)`` frames the output
+depends on, with unpadded convolutions, which gives exactly :meth:`MKFFSTGCN.forward_all`'s
+value at that frame. ``forward_all`` returns every
 frame (causal: frame ``t`` sees only frames ``<= t``) and feeds the auxiliary loss.
 """
 
@@ -154,7 +155,9 @@ class TemporalAttentionBlock(nn.Module):
         mlp_ratio: MLP width ÷ ``C``.
 
     Shapes:
-        ``h (B, N, T, C)``, ``mask (T, T)`` additive (0 or −inf) → ``(B, N, T, C)``.
+        ``h (B, N, T, C)``, ``mask (T, T)`` additive (0 or −inf) → ``(B, N, T, C)``; with
+        ``rows``, only those frames are computed (queries, residual, MLP; keys and values still
+        come from every frame): ``(B, N, R, C)``, the same values as the full output's rows.
     """
 
     def __init__(self, hidden: int, heads: int, mlp_ratio: int) -> None:
@@ -168,19 +171,21 @@ class TemporalAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, mlp_ratio * hidden), nn.ReLU(),
                                  nn.Linear(mlp_ratio * hidden, hidden))
 
-    def forward(self, h: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, h: Tensor, mask: Tensor, rows: slice = slice(None)) -> Tensor:
         B, N, T, C = h.shape
         H = self.heads
+        mask = mask[rows]  # (R, T)
         if H == 1:
             q, k, v = self.qkv(self.norm1(h)).chunk(3, dim=-1)  # (B, N, T, C) each
-            att = (q @ k.transpose(-1, -2)) * self.scale + mask  # (B, N, T, T)
-            y = torch.softmax(att, dim=-1) @ v  # (B, N, T, C)
+            att = (q[:, :, rows] @ k.transpose(-1, -2)) * self.scale + mask  # (B, N, R, T)
+            y = torch.softmax(att, dim=-1) @ v  # (B, N, R, C)
         else:
             qkv = self.qkv(self.norm1(h)).reshape(B, N, T, 3, H, C // H)  # (B, N, T, 3, H, hs)
             qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (3, B, N, H, T, hs)
-            att = (qkv[0] @ qkv[1].transpose(-1, -2)) * self.scale + mask  # (B, N, H, T, T)
-            y = (torch.softmax(att, dim=-1) @ qkv[2]).transpose(2, 3).reshape(B, N, T, C)  # (B, N, T, C)
-        h = h + self.proj(y)
+            att = (qkv[0][:, :, :, rows] @ qkv[1].transpose(-1, -2)) * self.scale + mask  # (B, N, H, R, T)
+            y = torch.softmax(att, dim=-1) @ qkv[2]  # (B, N, H, R, hs)
+            y = y.transpose(2, 3).reshape(B, N, y.shape[3], C)  # (B, N, R, C)
+        h = h[:, :, rows] + self.proj(y)
         return h + self.mlp(self.norm2(h))
 
 
@@ -328,8 +333,9 @@ class MKFFSTGCN(nn.Module):
         W = self.embed.weight.reshape(C, 4, 3)  # (C out, G, 3 axes)
         return torch.einsum("gts,ogc->scto", self.features, W).reshape(T * 3, T * C)
 
-    def _fused(self, x: Tensor) -> Tensor:
-        """Features, projection, embeddings and the attention blocks: ``(B, T, N, 3)`` → ``(B, N, T, C)``."""
+    def _fused(self, x: Tensor, rows: slice = slice(None)) -> Tensor:
+        """Features, projection, embeddings and the attention blocks: ``(B, T, N, 3)`` → ``(B, N, T, C)``
+        (``rows``: only those frames of the last block, ``(B, N, R, C)``)."""
         B, T, N, _ = x.shape
         cfg = self.config
         C = cfg.hidden
@@ -338,8 +344,8 @@ class MKFFSTGCN(nn.Module):
         xr = (x - ref).transpose(1, 2).reshape(B, N, T * 3)  # (B, N, T·3) frame-major
         h = (xr @ self._embedding_operator()).reshape(B, N, T, C)  # (B, N, T, C) = embed(features)
         h = h + self.embed.bias + self.time_embedding + self.node_embedding  # (B, N, T, C)
-        for block in self.fusion:
-            h = block(h, self.causal_mask)
+        for i, block in enumerate(self.fusion):
+            h = block(h, self.causal_mask, rows if i == len(self.fusion) - 1 else slice(None))
         return h
 
     def forward(self, x: Tensor, all_frames: bool = False) -> Tensor:
@@ -348,10 +354,9 @@ class MKFFSTGCN(nn.Module):
         if all_frames:
             return self.forward_all(x)
         cfg = self.config
-        h = self._fused(x)
         o, R = cfg.output_frame, cfg.receptive_field
         start = o - (R - 1) if cfg.mode == "causal" else o - (R - 1) // 2
-        h = h[:, :, start : start + R]  # (B, N, R, C): the frames the output depends on
+        h = self._fused(x, slice(start, start + R))  # (B, N, R, C): the frames the output depends on
         for block in self.backbone:
             h = block(h, pad=False)
         delta = self.head(self.norm(h[:, :, 0]))  # (B, N, 3)
