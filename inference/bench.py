@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -40,7 +41,6 @@ from stream.errors import IStringsError
 
 DEFAULT_RECORDING = Path(stream.__file__).resolve().parent / "data" / "demo_salsa.isrec"
 _START_TIMEOUT_S = 60.0
-_POLL_S = 0.0001  # closed loop: how often the listener looks for the frame's OSC output
 
 
 class BenchError(IStringsError, RuntimeError):
@@ -203,7 +203,7 @@ def _closed_loop(
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind(("127.0.0.1", addr_osc))
-    sock.setblocking(False)  # polled: a blocked reader would be woken by the first bundle and take the CPU
+    sock.setblocking(False)  # read only when select() says a bundle is there: no CPU spent polling
     got: list[tuple[int, int, float]] = []
     trips: list[int] = []
     lost = 0
@@ -224,14 +224,11 @@ def _closed_loop(
                                               image_size=f.image_size), t_publish_ns=t_send))
                 deadline = t_send + 1_000_000_000
                 while True:
-                    try:
-                        data = sock.recv(65536)
-                    except BlockingIOError:
-                        if time.monotonic_ns() > deadline:
-                            lost += 1
-                            break
-                        time.sleep(_POLL_S)
-                        continue
+                    left = (deadline - time.monotonic_ns()) / 1e9
+                    if left <= 0 or not select.select([sock], [], [], left)[0]:
+                        lost += 1
+                        break
+                    data = sock.recv(65536)
                     if not data.startswith(b"#bundle"):
                         continue
                     try:
