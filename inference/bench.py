@@ -5,6 +5,9 @@
   ``/istrings/frame``), the latency ``infer`` adds and its stages, frames/s, frames skipped.
 * :func:`bench_soak` — the same at a fixed rate for minutes: RSS of both processes at the start
   and the end, latency p99 per minute, frames lost on the way.
+* :func:`bench_service` — the same service in this process, without sockets: what each frame
+  costs to decode, process and encode when nothing else runs, to set against the pipeline's
+  figures (the difference is transport and two processes sharing the cores).
 * :func:`bench_fuzz` — Hypothesis-generated bad messages (random bytes, truncated frames, wrong
   versions, bit flips, wrong magic) interleaved with valid frames at a running ``istrings infer``:
   every one is counted and dropped, the process keeps running and keeps sending frames.
@@ -315,6 +318,66 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
         "stga_interval_s": "1/model fps",
         "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
         "goal": {"added_p99_ms_at_most": 2.0, "fps_at_least": 1000.0},
+    }
+
+
+def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: float = 1000.0,
+                  models: Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """Frames of a recording, re-timed to ``fps``, through :class:`InferenceService` in this process:
+    decode (the wire bytes), process (clean, window, NRI, STGA-Net) and OSC encode, timed per frame.
+
+    The service is set up as ``istrings infer`` sets it up (models on a worker thread above their
+    frame rate). The first 300 frames warm up and are not timed.
+    """
+    from inference.service import InferenceService, ServiceConfig
+    from stream.protocol import PoseFrame, decode, encode
+    from stream.recording import read_recording
+
+    rec = Path(recording or DEFAULT_RECORDING)
+    if not rec.is_file():
+        raise BenchError(f"recording {rec} does not exist")
+    if not fps > 0:
+        raise BenchError(f"fps must be > 0, got {fps}")
+    base = [decode(r.payload) for r in read_recording(rec, strict=False).records]
+    warm = 300
+    payloads = []
+    for i in range(warm + frames):
+        f = base[i % len(base)]
+        t = int(i * 1e9 / fps)
+        payloads.append(encode(PoseFrame(seq=i, t_capture_ns=t, layout=f.layout, scores=f.scores, image=f.image,
+                                         world=f.world, source_id="bench", image_size=f.image_size),
+                               t_publish_ns=t))
+    load_start = _load()
+    svc = InferenceService(ServiceConfig(models_dir=models, device=device, background_models=True))
+    times = np.zeros((3, frames), dtype=np.int64)  # decode, process, encode (ns)
+    clock = time.perf_counter_ns
+    try:
+        for i, data in enumerate(payloads):
+            t0 = clock()
+            frame = decode(data)
+            t1 = clock()
+            out = svc.process(frame)
+            t2 = clock()
+            svc.encode(out)
+            t3 = clock()
+            if i >= warm:
+                times[:, i - warm] = (t1 - t0, t2 - t1, t3 - t2)
+        stages = svc.timings.summary()
+    finally:
+        svc.close()
+    ms = times / 1e6
+    total = ms.sum(0)
+
+    def q(x: np.ndarray) -> dict[str, float]:
+        return {"p50": _q(x, 0.5), "p99": _q(x, 0.99), "mean": round(float(x.mean()), 4)}
+
+    return {
+        "benchmark": "service", "recording": rec.name, "frames": frames, "input_fps": fps,
+        "per_frame_ms": {"decode": q(ms[0]), "process": q(ms[1]), "encode": q(ms[2]), "total": q(total)},
+        "process_stages_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in stages.items()},
+        "fps_in_process": round(1000.0 / float(total.mean()), 1),
+        "models": {k: svc.models.problems.get(k, "loaded") for k in ("nri", "stga", "mkff")},
+        "device": svc.models.device, "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
     }
 
 

@@ -186,6 +186,21 @@ def register(app: typer.Typer, groups: Groups) -> None:
         _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, nri_interval_s=nri_interval),
                    as_json)
 
+    @groups.bench.command("service")
+    def bench_service(
+        recording: Annotated[Path | None, typer.Option(
+            "--recording", help="Recording to replay (default: the bundled salsa excerpt).")] = None,
+        frames: Annotated[int, typer.Option("--frames", min=100, help="Frames timed.")] = 5000,
+        fps: Annotated[float, typer.Option("--fps", min=1.0, help="Capture rate the frames are stamped at.")] = 1000.0,
+        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
+        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+    ) -> None:
+        """The infer service in this process, no sockets: decode, process and encode per frame."""
+        from inference.bench import bench_service as run
+
+        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device), as_json)
+
     @groups.bench.command("soak")
     def bench_soak(
         minutes: Annotated[float, typer.Option("--minutes", min=0.05, help="Length of the run, minutes.")] = 10.0,

@@ -8,6 +8,10 @@ only: no torch.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -40,3 +44,17 @@ def test_a_bundled_model_gives_finite_outputs_on_a_still_or_empty_window(kind: s
     outputs = model.run({model.inputs[0].name: window})
     for name, value in outputs.items():
         assert value.shape[0] == 1 and np.isfinite(value).all(), (kind, name, int(np.isnan(value).sum()))
+
+
+def test_bench_service_times_every_stage_with_the_bundled_models() -> None:
+    """`istrings bench service` runs the real service in-process and reports what each frame cost."""
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "service", "--frames", "200", "--device", "cpu",
+                        "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert d["models"] == {"nri": "loaded", "stga": "loaded", "mkff": "loaded"}
+    per = d["per_frame_ms"]
+    assert set(per) == {"decode", "process", "encode", "total"}
+    assert per["decode"]["p50"] > 0 and per["encode"]["p50"] > 0 and per["process"]["p50"] < per["total"]["p50"]
+    assert {"clean", "window", "nri", "stga"} <= set(d["process_stages_ms"])
+    assert d["fps_in_process"] == pytest.approx(1000.0 / per["total"]["mean"], rel=0.01)
