@@ -322,12 +322,14 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
 
 
 def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: float = 1000.0,
-                  models: Path | None = None, device: str = "auto") -> dict[str, Any]:
+                  models: Path | None = None, device: str = "auto", gap_ms: float = 0.0) -> dict[str, Any]:
     """Frames of a recording, re-timed to ``fps``, through :class:`InferenceService` in this process:
     decode (the wire bytes), process (clean, window, NRI, STGA-Net) and OSC encode, timed per frame.
 
     The service is set up as ``istrings infer`` sets it up (models on a worker thread above their
-    frame rate). The first 300 frames warm up and are not timed.
+    frame rate). The first 300 frames warm up and are not timed. ``gap_ms`` > 0 sleeps that long
+    before each frame, as ``infer`` waits for the next frame: the cost of a thread that idles
+    between frames (caches, an idle CPU) shows up against ``gap_ms`` 0.
     """
     from inference.service import InferenceService, ServiceConfig
     from stream.protocol import PoseFrame, decode, encode
@@ -336,8 +338,8 @@ def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: flo
     rec = Path(recording or DEFAULT_RECORDING)
     if not rec.is_file():
         raise BenchError(f"recording {rec} does not exist")
-    if not fps > 0:
-        raise BenchError(f"fps must be > 0, got {fps}")
+    if not fps > 0 or gap_ms < 0:
+        raise BenchError(f"fps must be > 0 and gap_ms >= 0, got {fps} and {gap_ms}")
     base = [decode(r.payload) for r in read_recording(rec, strict=False).records]
     warm = 300
     payloads = []
@@ -353,6 +355,8 @@ def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: flo
     clock = time.perf_counter_ns
     try:
         for i, data in enumerate(payloads):
+            if gap_ms > 0:
+                time.sleep(gap_ms / 1000.0)
             t0 = clock()
             frame = decode(data)
             t1 = clock()
@@ -372,10 +376,10 @@ def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: flo
         return {"p50": _q(x, 0.5), "p99": _q(x, 0.99), "mean": round(float(x.mean()), 4)}
 
     return {
-        "benchmark": "service", "recording": rec.name, "frames": frames, "input_fps": fps,
+        "benchmark": "service", "recording": rec.name, "frames": frames, "input_fps": fps, "gap_ms": gap_ms,
         "per_frame_ms": {"decode": q(ms[0]), "process": q(ms[1]), "encode": q(ms[2]), "total": q(total)},
         "process_stages_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in stages.items()},
-        "fps_in_process": round(1000.0 / float(total.mean()), 1),
+        "fps_in_process": round(1000.0 / float(total.mean()), 1),  # frames/s of work, gaps not counted
         "models": {k: svc.models.problems.get(k, "loaded") for k in ("nri", "stga", "mkff")},
         "device": svc.models.device, "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
     }

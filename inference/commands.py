@@ -194,12 +194,14 @@ def register(app: typer.Typer, groups: Groups) -> None:
         fps: Annotated[float, typer.Option("--fps", min=1.0, help="Capture rate the frames are stamped at.")] = 1000.0,
         models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
         device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        gap_ms: Annotated[float, typer.Option(
+            "--gap-ms", min=0.0, help="Sleep before each frame, ms (infer waits for its next frame).")] = 0.0,
         as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
     ) -> None:
         """The infer service in this process, no sockets: decode, process and encode per frame."""
         from inference.bench import bench_service as run
 
-        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device), as_json)
+        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, gap_ms=gap_ms), as_json)
 
     @groups.bench.command("soak")
     def bench_soak(
