@@ -27,7 +27,8 @@ def _echo_json(result: dict[str, Any], as_json: bool) -> None:
 
 
 def register(app: typer.Typer, groups: Groups) -> None:
-    """Add ``infer``, ``live``, ``demo`` and the ``bench`` commands ``pipeline``, ``soak``, ``fuzz``, ``cleaner``."""
+    """Add ``infer``, ``live``, ``demo`` and the ``bench`` commands ``pipeline``, ``service``, ``soak``,
+    ``fuzz``, ``cleaner``."""
 
     @app.command("infer")
     def infer(
