@@ -4,12 +4,15 @@
 :func:`evaluate_duet`); the training itself is the project's one loop, :func:`training.loop.fit`,
 driven by :class:`DuetNRITask`.
 
-Data may be a clip ``.npz``, a directory of clips, or ``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]]``
-— ``S`` fresh synthetic duets of ``FRAMES`` frames (default 96) from
-:func:`stream.synthetic.make_dataset`, each with its own random planted strings acting with
-``COUPLING`` ``local`` (default: on the driven bone's angles relative to its parent, lag 6
-frames = 0.2 s) or ``world`` (on its world direction, lag 1 frame), ``LAG`` in frames
-overriding that default; e.g. ``synthetic:300:96:0:world:1``.
+Data may be a clip ``.npz``, a directory of clips, or
+``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG[:STRENGTH]]]]]`` — ``S`` fresh synthetic duets of
+``FRAMES`` frames (default 96) from :func:`stream.synthetic.make_dataset`, each with its own
+random planted strings acting with ``COUPLING`` ``local`` (default: on the driven bone's angles
+relative to its parent, lag 6 frames = 0.2 s) or ``world`` (on its world direction, lag 1 frame),
+``LAG`` in frames overriding that default, ``STRENGTH`` the strings' strength, one value or a
+range ``LO-HI`` (default 0.6-1); e.g. ``synthetic:300:96:0:world:1`` or
+``synthetic:300:96:0:world:1:1`` (rigid strings: the driven bone points exactly where the
+driver's pointed a frame before).
 
 Scores (see ``docs/results.md ("the duet NRI variant")``): the strength of an edge is ``1 − P(type 0)``;
 ``auroc`` ranks the ``J·J`` forward edges (dancer-0 joint i → dancer-1 joint j) of every clip,
@@ -102,16 +105,19 @@ def load_duet_clips(data: str | Path | Clip | Sequence[Clip], synthetic_frames: 
     return [Clip.load(path)]
 
 
-SYNTHETIC_SPEC = "synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]] (COUPLING local or world, LAG in frames)"
+SYNTHETIC_SPEC = ("synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG[:STRENGTH]]]]] (COUPLING local or world, LAG in "
+                  "frames, STRENGTH a value or LO-HI in (0, 1])")
+DEFAULT_STRENGTH = (0.6, 1.0)
+"""Range of the strings' strengths of a synthetic spec without STRENGTH."""
 DEFAULT_LAG_FRAMES = {"local": 6, "world": 1}
 """Lag of a synthetic spec without LAG, frames at 30 fps, per coupling."""
 
 
 def _synthetic_spec(text: str, synthetic_frames: int) -> list[Clip]:
-    """Clips of a ``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG]]]]`` spec."""
+    """Clips of a ``synthetic:S[:FRAMES[:SEED[:COUPLING[:LAG[:STRENGTH]]]]]`` spec."""
     parts = text[len(SYNTHETIC_PREFIX) :].split(":")
     try:
-        if len(parts) > 5:
+        if len(parts) > 6:
             raise ValueError("too many fields")
         n = int(parts[0])
         frames = int(parts[1]) if len(parts) > 1 and parts[1] else synthetic_frames
@@ -120,33 +126,40 @@ def _synthetic_spec(text: str, synthetic_frames: int) -> list[Clip]:
         if coupling not in DEFAULT_LAG_FRAMES:
             raise ValueError(f"unknown coupling {coupling!r}")
         lag = int(parts[4]) if len(parts) > 4 and parts[4] else None
+        strength = DEFAULT_STRENGTH
+        if len(parts) > 5 and parts[5]:
+            lo, _, hi = parts[5].partition("-")
+            strength = (float(lo), float(hi or lo))
     except ValueError as exc:
         raise DuetDataError(f"bad synthetic spec {text!r} ({exc}); write {SYNTHETIC_SPEC}") from exc
-    return synthetic_clips(n, frames, seed, coupling=coupling, lag_frames=lag)
+    return synthetic_clips(n, frames, seed, coupling=coupling, lag_frames=lag, strength=strength)
 
 
 def synthetic_clips(
-    n_clips: int, frames: int, seed: int = 0, *, coupling: str = "local", lag_frames: int | None = None
+    n_clips: int, frames: int, seed: int = 0, *, coupling: str = "local", lag_frames: int | None = None,
+    strength: tuple[float, float] = DEFAULT_STRENGTH,
 ) -> list[Clip]:
-    """``n_clips`` independent synthetic duets with planted strings (1–4 each, strength 0.6–1).
+    """``n_clips`` independent synthetic duets with planted strings (1–4 each).
 
     Args:
         coupling: ``"local"`` or ``"world"`` (see :mod:`stream.synthetic`).
         lag_frames: delay of the strings in frames at 30 fps; default :data:`DEFAULT_LAG_FRAMES`.
+        strength: range of each string's strength (uniform), within (0, 1].
 
     Raises:
-        DuetDataError: an unknown coupling or a lag out of range.
+        DuetDataError: an unknown coupling, a lag or a strength out of range.
     """
     from stream.synthetic import SyntheticError, make_dataset
 
     fps = 30.0
     lag = DEFAULT_LAG_FRAMES.get(coupling, 0) if lag_frames is None else lag_frames
     try:
-        ds = make_dataset(n_clips, frames, seed=seed, fps=fps, lag_s=lag / fps, coupling=coupling)  # type: ignore[arg-type]
+        ds = make_dataset(n_clips, frames, seed=seed, fps=fps, lag_s=lag / fps, coupling=coupling,  # type: ignore[arg-type]
+                          strength=strength)
     except SyntheticError as exc:
         raise DuetDataError(f"cannot make synthetic duets: {exc}") from exc
     prov = {"source": "stream.synthetic.make_dataset", "seed": seed, "frames": frames, "coupling": coupling,
-            "lag_frames": lag}
+            "lag_frames": lag, "strength": list(strength)}
     return [
         Clip(joints=ds.joints[s], fps=ds.fps, edges=ds.edges[s], edge_lag=ds.lag, provenance={**prov, "index": s})
         for s in range(n_clips)
@@ -215,6 +228,7 @@ class DuetNRITask:
         self.data_id = data_id
         self.extra = dict(extra or {})
         self.log_prior = log_prior(config.type_prior)
+        self.bone_op = torch.as_tensor(np.eye(config.graph.num_nodes, dtype=np.float32) - config.graph.parent_matrix())
 
     def loss_terms(self, x: Tensor, training: bool, labels: Tensor | None = None
                    ) -> tuple[Tensor, dict[str, float], Tensor]:
@@ -231,8 +245,14 @@ class DuetNRITask:
         first = cfg.window - 1 if cfg.future else 0  # with `future`, only the forecast frames count
         pred = out.pred[:, first:]  # (B, T-1-first, N, C)
         target = x[:, 1 + first :]
+        if cfg.rigid_bones:  # its velocities are differences of its positions: the positions carry the loss
+            pred, target = pred[..., :3], target[..., :3]
         if cfg.recon == "gaussian":
             recon = nll_gaussian(pred.transpose(1, 2), target.transpose(1, 2), cfg.output_var)  # (B, N, T, C)
+        elif cfg.recon == "log_bone":
+            bones = self.bone_op.to(x.device)  # (N, N)
+            err = (bones @ (pred[..., :3] - target[..., :3])).square().mean(dim=(1, 3))  # (B, N)
+            recon = torch.log(err + LOG_BONE_EPS).mean()
         else:
             recon = F.mse_loss(pred, target)
         probs = F.softmax(out.logits, dim=-1)  # (B, E, K)
@@ -260,6 +280,10 @@ class DuetNRITask:
 
 
 # ----------------------------------------------------------------------------- train
+
+
+LOG_BONE_EPS = 1e-8
+"""Floor of a node's squared bone error in the ``log_bone`` loss (normalised units)."""
 
 
 def train_duet(
@@ -308,6 +332,9 @@ def train_duet(
     graph = mcfg.graph
     # Centred at the encoder's newest frame, as on the live path (not on a frame to forecast).
     train_src = build_windows(clips, graph, mcfg.frames, dcfg.stride, centre_at=mcfg.window - 1)
+    if mcfg.rigid_bones and not mcfg.velocity_step:  # a normalised velocity's step in normalised positions
+        norm = train_src.normalizer
+        mcfg = dataclasses.replace(mcfg, velocity_step=norm.vel_scale / (float(clips[0].fps) * norm.pos_scale))
     if train_src.labels is None and tcfg.monitor == "auroc":
         tcfg = dataclasses.replace(tcfg, monitor="loss", monitor_mode="min")
     val_src = (build_windows(val_clips, graph, mcfg.frames, dcfg.stride, train_src.normalizer,

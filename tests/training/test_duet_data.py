@@ -153,7 +153,13 @@ def test_synthetic_spec_threads_coupling_and_lag() -> None:
     assert world[0].provenance["coupling"] == "world" and local[0].provenance["coupling"] == "local"
     np.testing.assert_array_equal(local[1].edges, world[1].edges)  # same seed, same strings
     assert np.abs(local[1].joints[:, 1] - world[1].joints[:, 1]).max() > 1e-2  # acting differently
+    rigid = load_duet_clips("synthetic:2:20:5:world:1:1")
+    some = load_duet_clips("synthetic:2:20:5:world:1:0.7-0.8")
+    assert rigid[0].provenance["strength"] == [1.0, 1.0] and world[0].provenance["strength"] == [0.6, 1.0]
+    assert set(rigid[1].edges[rigid[1].edges > 0].tolist()) == {1.0}
+    assert ((some[1].edges[some[1].edges > 0] >= 0.7) & (some[1].edges[some[1].edges > 0] <= 0.8)).all()
     for bad, match in (("synthetic:2:20:5:global", "unknown coupling"), ("synthetic:2:20:5:world:x", "bad synthetic"),
-                       ("synthetic:2:20:5:world:1:9", "too many"), ("synthetic:2:20:5:world:-1", "lag_s")):
+                       ("synthetic:2:20:5:world:1:1:3", "too many"), ("synthetic:2:20:5:world:-1", "lag_s"),
+                       ("synthetic:2:20:5:world:1:9", "strength"), ("synthetic:2:20:5:world:1:a-b", "bad synthetic")):
         with pytest.raises(DuetDataError, match=match):
             load_duet_clips(bad)

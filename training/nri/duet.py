@@ -52,6 +52,10 @@ from training.safe_ops import sqrt_plus
 ALL_JOINTS: tuple[int, ...] = CandidateGraph.all_pairs().joints0
 
 
+RECON_LOSSES = ("gaussian", "mse", "log_bone")
+"""Reconstruction losses of the duet NRI (see :class:`DuetNRIConfig`)."""
+
+
 @dataclass(frozen=True)
 class DuetNRIConfig:
     """Hyperparameters of the duet NRI variant (saved in checkpoints and ONNX metadata).
@@ -74,7 +78,13 @@ class DuetNRIConfig:
         teacher_every: ground truth is fed to the decoder every this many steps after burn-in.
         mean_messages: divide each node's inter-dancer messages by its number of candidate
             incoming edges (NRI's averaging); else they are summed.
-        recon: ``"gaussian"`` (NLL with fixed ``output_var``, as NRI) or ``"mse"``.
+        recon: ``"gaussian"`` (NLL with fixed ``output_var``, as NRI), ``"mse"``, or
+            ``"log_bone"``: the mean over windows and nodes of ``log(e + 1e-8)``, ``e`` a node's
+            squared error of its *bone vector* (position minus its skeleton parent's; a root's
+            position) over the predicted frames. Every node then counts by how many times its
+            error shrinks, not by its size: a string that makes a driven bone exact is worth
+            as much as the whole body's coasting error, where in position MSE it is a few
+            per cent of it.
         output_var: variance of the Gaussian likelihood (normalised units).
         kl_weight: weight of the KL term (0 turns it off).
         dropout: dropout in the encoder's edge MLPs.
@@ -100,6 +110,27 @@ class DuetNRIConfig:
             the dancers' own motion.
         strong_threshold: the "strong edge" readout keeps edges whose largest non-null type
             probability is at least this (0.8 in the seed).
+        velocity_step: ``k``; 0 is the plain residual ``x_{t+1} = x_t + Δ``. Otherwise the decoder
+            predicts around constant velocity: positions ``p_{t+1} = p_t + k·v_t + Δ_p`` and
+            velocities ``v_{t+1} = v_t + Δ_v``, with ``k = vel_scale / (fps · pos_scale)`` turning
+            a normalised velocity into a normalised position step (set by the training code
+            from the data). Then Δ is only what the joint does beyond coasting, which is where
+            a partner's pull shows.
+        rigid_bones: the decoder moves each dancer as a chain of rigid bones (needs
+            ``velocity_step``; :func:`training.duet_nri.train_duet` sets it from the data when
+            it is 0): every non-root node turns its bone direction ``d`` (unit, from its
+            skeleton parent), coasting on its last turn, plus the network's correction, plus a
+            *pull* towards the bone directions of the partner joints that send it a string:
+            ``d' = normalise(c + Σ_k g_k Σ_e z_ek (d_sender(e) − c) / max(1, Σ_ke z_ek))`` with
+            ``c = 2d − d_prev + Δ`` and a learned gain ``g_k`` per message-carrying type. The
+            reconstruction loss then counts positions only (velocities follow from them). Bone lengths are kept, roots
+            coast, and forward kinematics gives the positions (velocities follow from them). A
+            string that makes a bone point where the partner's bone points is then one linear
+            term of the decoder: reconstruction can reward exactly the edges that carry it.
+        pull_gain: ``g_k`` of every type at the start (``rigid_bones``).
+        learn_pull_gain: train ``g_k`` with the decoder. Off by default: a learned gain goes to 0
+            while the encoder's edges are still random (each one pulls a bone the wrong way), and
+            then no edge is rewarded any more (``docs/results.md``).
     """
 
     joints0: tuple[int, ...] = ALL_JOINTS
@@ -126,14 +157,18 @@ class DuetNRIConfig:
     future: int = 0
     supervised: bool = False
     strong_threshold: float = 0.8
+    velocity_step: float = 0.0
+    rigid_bones: bool = False
+    pull_gain: float = 1.0
+    learn_pull_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.edge_types not in SEED_PRIORS and not self.prior:
             raise ValueError(f"edge_types must be one of {sorted(SEED_PRIORS)} unless a prior is given")
         if self.prior and (len(self.prior) != self.edge_types or abs(sum(self.prior) - 1) > 1e-4):
             raise ValueError(f"prior must have {self.edge_types} probabilities summing to 1, got {self.prior}")
-        if self.recon not in ("gaussian", "mse"):
-            raise ValueError(f"recon must be 'gaussian' or 'mse', got {self.recon!r}")
+        if self.recon not in RECON_LOSSES:
+            raise ValueError(f"recon must be one of {', '.join(RECON_LOSSES)}, got {self.recon!r}")
         if self.window < 2 or self.hidden < 1 or self.teacher_every < 1:
             raise ValueError("window must be >= 2, hidden >= 1, teacher_every >= 1")
         if not 0 <= self.pair_lags < self.window - 1:
@@ -359,6 +394,9 @@ class DuetDecoder(nn.Module):
 
     slots: Tensor
     msg_scale: Tensor
+    bone_op: Tensor
+    fk_op: Tensor
+    is_root: Tensor
 
     def __init__(self, config: DuetNRIConfig) -> None:
         super().__init__()
@@ -382,19 +420,76 @@ class DuetDecoder(nn.Module):
             last = self.out[-1]
             if isinstance(last, nn.Linear):
                 last.weight.mul_(0.1)  # start near "no change": Δ ≈ 0
+        parents = graph.parent_matrix()  # (N, N)
+        eye = np.eye(graph.num_nodes, dtype=np.float32)
+        # constants of the graph, not saved (checkpoints from before rigid_bones load as they are)
+        self.register_buffer("bone_op", torch.as_tensor(eye - parents), persistent=False)  # (N, N) positions → bones
+        self.register_buffer("fk_op", torch.as_tensor(np.linalg.inv(eye - parents).astype(np.float32)),
+                             persistent=False)  # (N, N) bones → positions
+        self.register_buffer("is_root", torch.as_tensor(parents.sum(axis=1) == 0)[:, None], persistent=False)
+        # the pull's gain per message-carrying type (rigid_bones)
+        self.pull_gain = (nn.Parameter(torch.full((config.message_types,), float(config.pull_gain)),
+                                       requires_grad=config.learn_pull_gain) if config.rigid_bones else None)
+        if config.rigid_bones:  # start exactly at coasting: a random correction would drown a string's pull
+            with torch.no_grad():
+                last = self.out[-1]
+                if isinstance(last, nn.Linear):
+                    last.weight.zero_()
+                    last.bias.zero_()
+        if config.rigid_bones and not config.velocity_step > 0:
+            raise ValueError("rigid_bones needs velocity_step > 0 (the decoder's velocities come from its positions)")
+
+    def advance(self, x: Tensor, h: Tensor, A: Tensor | None = None, deg: Tensor | None = None) -> Tensor:
+        """The next frame from ``x (B, N, C)`` and the cell's state ``h (B, N, H)``: ``x + Δ``, plus
+        ``velocity_step · v`` on the positions when set; with ``rigid_bones``, turned bones and
+        forward kinematics with the pull of the typed edges ``A (B, K', N, N)``, ``deg (B, K', N, 1)``
+        (see :class:`DuetNRIConfig`)."""
+        k = self.config.velocity_step
+        if self.pull_gain is not None and A is not None and deg is not None:
+            return self._rigid_advance(x, h, A, deg, k)
+        nxt = x + self.out(h)
+        if k:
+            nxt = nxt + F.pad(x[..., 3:6] * k, (0, x.shape[-1] - 3))  # (B, N, C): coast on the velocity
+        return nxt
+
+    def _rigid_advance(self, x: Tensor, h: Tensor, A: Tensor, deg: Tensor, k: float) -> Tensor:
+        assert self.pull_gain is not None
+        pos, vel = x[..., :3], x[..., 3:6]  # (B, N, 3) normalised
+        b = self.bone_op @ pos  # (B, N, 3) bone vectors (roots: their position)
+        b_prev = self.bone_op @ (pos - k * vel)  # the previous frame's
+        length = b.norm(dim=-1, keepdim=True)  # (B, N, 1)
+        d = b / length.clamp_min(1e-6)
+        d_prev = b_prev / b_prev.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        delta = self.out(h)[..., :3]  # (B, N, 3)
+        c = 2 * d - d_prev + delta  # coast on the last turn, plus the correction
+        pull = A @ d.unsqueeze(1) - deg * c.unsqueeze(1)  # (B, K', N, 3): Σ_e z (d_sender − c)
+        # averaged over the incoming weight once it passes 1: many weak edges pull no harder than one
+        weight = deg.sum(dim=1).clamp_min(1.0)  # (B, N, 1)
+        turned = c + (pull * self.pull_gain.view(1, -1, 1, 1)).sum(dim=1) / weight
+        d_new = turned / turned.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        b_new = torch.where(self.is_root, b + k * vel + delta, length * d_new)  # (B, N, 3)
+        pos_new = self.fk_op @ b_new  # forward kinematics
+        vel_new = (pos_new - pos) / k
+        return torch.cat([pos_new, vel_new, x[..., 6:]], dim=-1)
+
+    def typed(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Typed edge weights of the message-carrying types from ``z (B, E, K)``, scaled per receiver:
+        ``A (B, K', N, N)`` (``A[b, k, i, j]`` for the edge ``j → i``) and ``deg (B, K', N, 1)``."""
+        zm = z[..., 1:] if self.config.skip_first else z  # (B, E, K')
+        A, deg = typed_operators(zm, self.slots, self.num_nodes)  # (B, K', N, N), (B, K', N, 1)
+        return A * self.msg_scale, deg * self.msg_scale
 
     def operators(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Cell operators from ``z (B, E, K)``: ``ops (B, 1+K', N, N)``, ``deg (B, N, K')``."""
-        zm = z[..., 1:] if self.config.skip_first else z  # (B, E, K')
-        A, deg = typed_operators(zm, self.slots, self.num_nodes)  # (B, K', N, N), (B, K', N, 1)
-        return self.cell.operators(A * self.msg_scale, deg * self.msg_scale)
+        return self.cell.operators(*self.typed(z))
 
     def forward(self, x: Tensor, z: Tensor, teacher_every: int | None = None, burn_in: int | None = None
                 ) -> Tensor:
         m = teacher_every or self.config.teacher_every
         b = self.config.burn_in if burn_in is None else burn_in
         B, T, N, _ = x.shape  # (B, T, N, C)
-        A, deg = self.operators(z)  # (B, K', N, N), (B, K', N, 1)
+        A, deg = self.operators(z)
+        pull = self.typed(z) if self.pull_gain is not None else (None, None)  # rigid bones: the pull's edges
         h = x.new_zeros(B, N, self.config.hidden)
         c = torch.zeros_like(h)
         preds: list[Tensor] = []
@@ -403,7 +498,7 @@ class DuetDecoder(nn.Module):
             if t < b or (t - b) % m == 0:
                 inp = x[:, t]  # ground truth: burn-in, then teacher forcing every m steps
             h, c = self.cell(inp, h, c, A, deg)
-            inp = inp + self.out(h)  # residual: x_{t+1} = x_t + Δ, (B, N, C)
+            inp = self.advance(inp, h, *pull)  # (B, N, C)
             preds.append(inp)
         return torch.stack(preds, dim=1)  # (B, T-1, N, C)
 
@@ -415,16 +510,17 @@ class DuetDecoder(nn.Module):
         """
         B, _, N, _ = x.shape  # (B, T, N, C)
         A, deg = self.operators(z)
+        pull = self.typed(z) if self.pull_gain is not None else (None, None)
         h = x.new_zeros(B, N, self.config.hidden)
         c = torch.zeros_like(h)
         inp = x[:, 0]
         for t in range(burn_in):
             h, c = self.cell(x[:, t], h, c, A, deg)
-            inp = x[:, t] + self.out(h)
+            inp = self.advance(x[:, t], h, *pull)
         preds = [inp]
         for _ in range(steps - 1):
             h, c = self.cell(inp, h, c, A, deg)
-            inp = inp + self.out(h)
+            inp = self.advance(inp, h, *pull)
             preds.append(inp)
         return torch.stack(preds, dim=1)  # (B, steps, N, C)
 
