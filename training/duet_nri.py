@@ -228,7 +228,6 @@ class DuetNRITask:
         self.data_id = data_id
         self.extra = dict(extra or {})
         self.log_prior = log_prior(config.type_prior)
-        self.bone_op = torch.as_tensor(np.eye(config.graph.num_nodes, dtype=np.float32) - config.graph.parent_matrix())
 
     def loss_terms(self, x: Tensor, training: bool, labels: Tensor | None = None
                    ) -> tuple[Tensor, dict[str, float], Tensor]:
@@ -250,7 +249,8 @@ class DuetNRITask:
         if cfg.recon == "gaussian":
             recon = nll_gaussian(pred.transpose(1, 2), target.transpose(1, 2), cfg.output_var)  # (B, N, T, C)
         elif cfg.recon == "log_bone":
-            bones = self.bone_op.to(x.device)  # (N, N)
+            assert isinstance(self.model, DuetNRI)
+            bones = self.model.decoder.bone_op  # (N, N): positions → bone vectors
             err = (bones @ (pred[..., :3] - target[..., :3])).square().mean(dim=(1, 3))  # (B, N)
             recon = torch.log(err + LOG_BONE_EPS).mean()
         else:

@@ -122,9 +122,9 @@ class DuetNRIConfig:
             skeleton parent), coasting on its last turn, plus the network's correction, plus a
             *pull* towards the bone directions of the partner joints that send it a string:
             ``d' = normalise(c + Σ_k g_k Σ_e z_ek (d_sender(e) − c) / max(1, Σ_ke z_ek))`` with
-            ``c = 2d − d_prev + Δ`` and a learned gain ``g_k`` per message-carrying type. The
-            reconstruction loss then counts positions only (velocities follow from them). Bone lengths are kept, roots
-            coast, and forward kinematics gives the positions (velocities follow from them). A
+            ``c = 2d − d_prev + Δ`` and a gain ``g_k`` per message-carrying type (``pull_gain``).
+            Bone lengths are kept, roots coast, and forward kinematics gives the positions;
+            velocities follow from them, so the reconstruction loss counts positions only. A
             string that makes a bone point where the partner's bone points is then one linear
             term of the decoder: reconstruction can reward exactly the edges that carry it.
         pull_gain: ``g_k`` of every type at the start (``rigid_bones``).
