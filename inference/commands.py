@@ -1,4 +1,4 @@
-"""``istrings infer``, ``live``, ``demo`` and ``bench pipeline|soak|fuzz|cleaner``.
+"""``istrings infer``, ``live``, ``demo`` and ``bench pipeline|service|soak|fuzz|cleaner``.
 
 Nothing heavy is imported at module level: ``istrings infer`` loads numpy, zmq and onnxruntime
 inside its body and never torch (``tests/inference/test_live.py`` runs it with torch blocked).
@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 _DEFAULT_SUB = "tcp://127.0.0.1:5555"  # stream.transport.DEFAULT_ADDRESS (zmq imported lazily)
 _DEFAULT_OSC = "127.0.0.1:7000"  # inference.osc.DEFAULT_OSC
 _DEFAULT_LISTEN = "127.0.0.1:7001"  # inference.osc.DEFAULT_LISTEN
+
+
+# Options several commands share.
+_Models = Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")]
+_Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")]
+_Json = Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")]
+_Replayed = Annotated[Path | None, typer.Option(
+    "--recording", help="Recording to replay (default: the bundled salsa excerpt).")]
 
 
 def _echo_json(result: dict[str, Any], as_json: bool) -> None:
@@ -111,8 +119,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
             "--osc", help=f"OSC target HOST:PORT (repeatable; default {_DEFAULT_OSC}).")] = None,
         pub: Annotated[str, typer.Option("--pub", help="ZeroMQ address between capture and inference.")]
         = _DEFAULT_SUB,
-        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        models: _Models = None,
+        device: _Device = "auto",
         listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for /istrings/names requests.")]
         = _DEFAULT_LISTEN,
         loop: Annotated[bool, typer.Option("--loop", help="Files and recordings: start again at the end.")] = False,
@@ -149,8 +157,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         )] = None,
         preview: Annotated[Path | None, typer.Option(
             "--preview", help="Write both skeletons with their strings to this .mp4 (mp4v).")] = None,
-        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        models: _Models = None,
+        device: _Device = "auto",
         recording: Annotated[Path | None, typer.Option(
             "--recording", help="Recording to play (default: the bundled salsa excerpt).")] = None,
         dashboard: Annotated[bool, typer.Option(
@@ -171,15 +179,14 @@ def register(app: typer.Typer, groups: Groups) -> None:
 
     @groups.bench.command("pipeline")
     def bench_pipeline(
-        recording: Annotated[Path | None, typer.Option(
-            "--recording", help="Recording to replay (default: the bundled salsa excerpt).")] = None,
+        recording: _Replayed = None,
         frames: Annotated[int, typer.Option("--frames", min=100, help="Frames to publish.")] = 5000,
         fps: Annotated[float, typer.Option("--fps", min=0.0, help="Publish rate; 0 = as fast as possible.")] = 0.0,
-        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        models: _Models = None,
+        device: _Device = "auto",
         nri_interval: Annotated[float | None, typer.Option(
             "--nri-interval-s", min=0.0, help="Passed to infer (default: one model frame; 0: every frame).")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+        as_json: _Json = False,
     ) -> None:
         """Replay through real processes: capture (ZeroMQ) → infer → OSC → a UDP listener here; latency and fps."""
         from inference.bench import bench_pipeline as run
@@ -189,15 +196,14 @@ def register(app: typer.Typer, groups: Groups) -> None:
 
     @groups.bench.command("service")
     def bench_service(
-        recording: Annotated[Path | None, typer.Option(
-            "--recording", help="Recording to replay (default: the bundled salsa excerpt).")] = None,
+        recording: _Replayed = None,
         frames: Annotated[int, typer.Option("--frames", min=100, help="Frames timed.")] = 5000,
         fps: Annotated[float, typer.Option("--fps", min=1.0, help="Capture rate the frames are stamped at.")] = 1000.0,
-        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
+        models: _Models = None,
+        device: _Device = "auto",
         gap_ms: Annotated[float, typer.Option(
             "--gap-ms", min=0.0, help="Sleep before each frame, ms (infer waits for its next frame).")] = 0.0,
-        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+        as_json: _Json = False,
     ) -> None:
         """The infer service in this process, no sockets: decode, process and encode per frame."""
         from inference.bench import bench_service as run
@@ -210,9 +216,9 @@ def register(app: typer.Typer, groups: Groups) -> None:
         fps: Annotated[float, typer.Option("--fps", min=1.0, help="Publish rate, frames per second.")] = 60.0,
         recording: Annotated[Path | None, typer.Option(
             "--recording", help="Recording to loop (default: the bundled salsa excerpt).")] = None,
-        models: Annotated[Path | None, typer.Option("--models", help="Model folder (default: bundled).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or tensorrt.")] = "auto",
-        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+        models: _Models = None,
+        device: _Device = "auto",
+        as_json: _Json = False,
     ) -> None:
         """Loop a recording through the whole pipeline: RSS at start/end, latency p99 per minute, frames lost."""
         from inference.bench import bench_soak as run
@@ -223,7 +229,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
     def bench_fuzz(
         messages: Annotated[int, typer.Option("--messages", min=10, help="Messages to send.")] = 100_000,
         seed: Annotated[int, typer.Option("--seed", help="Hypothesis seed.")] = 0,
-        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+        as_json: _Json = False,
     ) -> None:
         """Hypothesis-generated garbage, truncated and wrong-version messages at a running `istrings infer`."""
         from inference.bench import bench_fuzz as run
@@ -236,7 +242,7 @@ def register(app: typer.Typer, groups: Groups) -> None:
         frames: Annotated[int, typer.Option("--frames", min=10, help="Frames timed.")] = 3000,
         smoothing: Annotated[str, typer.Option("--smoothing", help="one_euro, dct or none.")] = "one_euro",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the generated frames.")] = 0,
-        as_json: Annotated[bool, typer.Option("--json", help="One line of JSON (default: indented).")] = False,
+        as_json: _Json = False,
     ) -> None:
         """Time the online cleaner per frame on MediaPipe-33 frames (p50, p99, CPU time)."""
         from inference.cleaning import SMOOTHING_CHOICES, CleaningError
