@@ -259,36 +259,40 @@ def _element(data: bytes, pos: int) -> tuple[tuple[str, tuple[Any, ...]], int]:
 
 def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: float = 0.0,
                    models: Path | None = None, device: str = "auto",
-                   nri_interval_s: float | None = None) -> dict[str, Any]:
+                   nri_interval_s: float | None = None, flood: bool = False) -> dict[str, Any]:
     """Replay ``frames`` frames of a recording through ZeroMQ → ``istrings infer`` → OSC → a listener here.
 
     ``fps`` 0 (as fast as possible): closed loop — this process publishes a frame, waits for its
     ``/istrings/frame``, then publishes the next, so the rate is the fastest the pipeline sustains
     with no backlog and no CPU taken by a producer racing ahead. ``fps`` > 0: the real capture process
-    (``istrings capture --source replay:…``) paces the recording at that rate.
+    (``istrings capture --source replay:…``) paces the recording at that rate. ``flood``: the
+    capture process publishes as fast as it can (``capture --fast``, ``fps`` ignored); inference
+    takes the newest frame and skips the rest, while the producer takes a core of its own.
     """
     rec = Path(recording or DEFAULT_RECORDING)
     if not rec.is_file():
         raise BenchError(f"recording {rec} does not exist")
     load_start = _load()
     captured: dict[str, Any] = {}
+    closed = fps <= 0 and not flood
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         osc_port = free_port(socket.SOCK_DGRAM)
-        if fps <= 0:
+        if closed:
             got, trips, lost, summary = _closed_loop(rec, frames, osc_port, tmp, models, device, nri_interval_s)
         else:
-            src = retimed_recording(rec, fps, tmp / "paced.isrec")
+            src = rec if flood else retimed_recording(rec, fps, tmp / "paced.isrec")
             addr = f"tcp://127.0.0.1:{free_port()}"
             inf_log, cap_log, cap_out = tmp / "infer.log", tmp / "capture.log", tmp / "capture.json"
             cap_args = ["capture", "--source", f"replay:{src}", "--pub", addr, "--no-window", "--loop",
-                        "--max-frames", str(frames), "--wait-subscribers", "1", "--json"]
+                        "--max-frames", str(frames), "--wait-subscribers", "1", "--json",
+                        *(["--fast"] if flood else [])]
             with Collector(osc_port) as col, open(inf_log, "w") as il, open(cap_log, "w") as cl, \
                     open(cap_out, "w") as co, \
                     _process(_infer_args(addr, osc_port, models, device, tmp / "s.json", nri_interval_s), il) as inf:
                 _wait_for_text(inf_log, "inferring", inf, _START_TIMEOUT_S)
                 with _process(istrings(*cap_args), cl, co) as cap:
-                    cap.wait(timeout=max(120.0, 2 * frames / fps))
+                    cap.wait(timeout=120.0 if flood else max(120.0, 2 * frames / fps))
                 time.sleep(1.0)  # the last frames reach the listener
                 inf.send_signal(signal.SIGTERM)
                 inf.wait(30.0)
@@ -303,9 +307,10 @@ def bench_pipeline(recording: Path | None = None, *, frames: int = 5000, fps: fl
     stages = {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in summary["stages_ms"].items()}
     return {
         "benchmark": "pipeline", "recording": rec.name,
-        "mode": "closed loop, as fast as possible" if fps <= 0 else f"capture process paced at {fps:g} fps",
-        "published": frames if fps <= 0 else captured.get("published"), "frames_sent_by_infer": summary["frames"],
-        "frames_at_listener": len(got), "lost": lost if fps <= 0 else None,
+        "mode": ("capture process as fast as it can (--fast)" if flood else "closed loop, as fast as possible"
+                 if fps <= 0 else f"capture process paced at {fps:g} fps"),
+        "published": frames if closed else captured.get("published"), "frames_sent_by_infer": summary["frames"],
+        "frames_at_listener": len(got), "lost": lost if closed else None,
         "latency_ms": {"p50": _q(lat, 0.5), "p99": _q(lat, 0.99), "max": _q(lat, 1.0)},
         "round_trip_ms": {"p50": _q(rt, 0.5), "p99": _q(rt, 0.99)} if rt.size else None,
         "added_latency_ms": summary["added_ms"], "stages_ms": stages,

@@ -181,7 +181,10 @@ def register(app: typer.Typer, groups: Groups) -> None:
     def bench_pipeline(
         recording: _Replayed = None,
         frames: Annotated[int, typer.Option("--frames", min=100, help="Frames to publish.")] = 5000,
-        fps: Annotated[float, typer.Option("--fps", min=0.0, help="Publish rate; 0 = as fast as possible.")] = 0.0,
+        fps: Annotated[float, typer.Option(
+            "--fps", min=0.0, help="Capture's publish rate; 0 = closed loop (next frame once the last is out).")] = 0.0,
+        flood: Annotated[bool, typer.Option(
+            "--flood", help="Capture publishes as fast as it can (capture --fast); --fps is ignored.")] = False,
         models: _Models = None,
         device: _Device = "auto",
         nri_interval: Annotated[float | None, typer.Option(
@@ -191,8 +194,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         """Replay through real processes: capture (ZeroMQ) → infer → OSC → a UDP listener here; latency and fps."""
         from inference.bench import bench_pipeline as run
 
-        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, nri_interval_s=nri_interval),
-                   as_json)
+        _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, nri_interval_s=nri_interval,
+                       flood=flood), as_json)
 
     @groups.bench.command("service")
     def bench_service(

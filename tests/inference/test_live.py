@@ -316,3 +316,25 @@ def test_demo_stops_by_itself_and_writes_a_preview(tmp_path: Path, models: Path)
     ok, img = cap.read()
     cap.release()
     assert ok and img.shape == (540, 960, 3) and np.asarray(img).max() > 100
+
+
+@pytest.mark.parametrize("mode", ["closed", "paced", "flood"])
+def test_bench_pipeline_accounts_for_every_frame(mode: str) -> None:
+    """``istrings bench pipeline`` in its three modes: real capture/infer processes, bundled models."""
+    from inference.bench import bench_pipeline
+
+    frames = {"closed": 150, "paced": 300, "flood": 3000}[mode]
+    r = bench_pipeline(frames=frames, fps=200.0 if mode == "paced" else 0.0, device="cpu", flood=mode == "flood")
+    assert r["published"] == frames, r
+    assert r["mode"].startswith({"closed": "closed loop", "paced": "capture process paced at 200",
+                                 "flood": "capture process as fast as it can"}[mode])
+    assert r["frames_at_listener"] == r["frames_sent_by_infer"] >= {"closed": frames, "paced": 20, "flood": 5}[mode], r
+    # every published frame was either sent on or skipped as stale (none is silently lost)
+    assert r["frames_sent_by_infer"] + r["skipped"] + r["dropped_invalid"] <= frames
+    if mode == "closed":
+        assert r["lost"] == 0 and r["skipped"] == 0 and r["round_trip_ms"]["p50"] > 0
+    if mode == "flood":
+        assert r["skipped"] > 0, r  # a producer far faster than inference: the newest frame wins
+    assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"] and r["fps"] > 0
+    assert set(r["stages_ms"]) >= {"receive", "clean", "nri", "stga", "send", "total"}
+    assert r["models"] == {"nri": "loaded", "stga": "loaded", "mkff": "loaded"}
