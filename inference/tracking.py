@@ -232,7 +232,7 @@ class Tracker:
         tr = self._tr
         if not self.config.predict:
             return tr.pos.copy()
-        horizon = np.clip(t - tr.seen, 0.0, self.config.max_predict_s)  # (D,) s
+        horizon = np.minimum(np.maximum(t - tr.seen, 0.0), self.config.max_predict_s)  # (D,) s
         return tr.pos + tr.vel * horizon[:, None, None]  # (D, J, 3)
 
     def update(
