@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -387,6 +387,48 @@ def bench_service(recording: Path | None = None, *, frames: int = 5000, fps: flo
         "fps_in_process": round(1000.0 / float(total.mean()), 1),  # frames/s of work, gaps not counted
         "models": {k: svc.models.problems.get(k, "loaded") for k in ("nri", "stga", "mkff")},
         "device": svc.models.device, "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
+    }
+
+
+def bench_cache(*, sizes_kb: Sequence[int] = (256, 2048), gaps_ms: Sequence[float] = (0.0, 1.0, 4.0, 16.0),
+                repeats: int = 50) -> dict[str, Any]:
+    """How long this machine's caches keep a frame's working set while the process waits for the next frame.
+
+    For each array size, the time to read (sum) the whole array right after the previous read
+    (gap 0) and after a gap spent *busy* (spinning, so the CPU stays this thread's and never
+    idles): what the gap costs is data other processes, or other tenants of a shared machine,
+    pushed out of the caches meanwhile. ``slowdown`` is each median over the first gap's (0 by
+    default).
+    A frame's work in ``istrings infer`` touches a few hundred KB (three models' weights and
+    buffers, the windows); at 60 fps a frame waits 16 ms.
+    """
+    if not sizes_kb or not gaps_ms or repeats < 1 or min(sizes_kb) < 1 or min(gaps_ms) < 0:
+        raise BenchError(f"need sizes ≥ 1 KB, gaps ≥ 0 ms and repeats ≥ 1, got {sizes_kb}, {gaps_ms}, {repeats}")
+    load_start = _load()
+    clock = time.perf_counter_ns
+    read_us: dict[str, dict[str, float]] = {}
+    slowdown: dict[str, dict[str, float]] = {}
+    for kb in sizes_kb:
+        data = np.random.default_rng(0).random(kb * 1024 // 8)  # float64
+        data.sum()  # in the caches (as far as they hold it) before the first timed read
+        med: dict[str, float] = {}
+        for gap in gaps_ms:
+            times = np.empty(repeats)
+            for k in range(repeats):
+                end = clock() + int(gap * 1e6)
+                while clock() < end:  # busy: the thread keeps its CPU through the gap
+                    pass
+                t0 = clock()
+                data.sum()
+                times[k] = clock() - t0
+            med[f"{gap:g}"] = round(float(np.median(times)) / 1e3, 2)
+        read_us[str(kb)] = med
+        base = med[f"{gaps_ms[0]:g}"]
+        slowdown[str(kb)] = {g: round(v / base, 2) for g, v in med.items()}
+    return {
+        "benchmark": "cache", "sizes_kb": list(sizes_kb), "gaps_ms": list(gaps_ms), "repeats": repeats,
+        "read_us_p50": read_us, "slowdown": slowdown, "gap": "busy (spinning), not sleeping",
+        "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(),
     }
 
 

@@ -1,4 +1,4 @@
-"""``istrings infer``, ``live``, ``demo`` and ``bench pipeline|service|soak|fuzz|cleaner``.
+"""``istrings infer``, ``live``, ``demo`` and ``bench pipeline|service|cache|soak|fuzz|cleaner``.
 
 Nothing heavy is imported at module level: ``istrings infer`` loads numpy, zmq and onnxruntime
 inside its body and never torch (``tests/inference/test_live.py`` runs it with torch blocked).
@@ -35,7 +35,7 @@ def _echo_json(result: dict[str, Any], as_json: bool) -> None:
 
 
 def register(app: typer.Typer, groups: Groups) -> None:
-    """Add ``infer``, ``live``, ``demo`` and the ``bench`` commands ``pipeline``, ``service``, ``soak``,
+    """Add ``infer``, ``live``, ``demo`` and the ``bench`` commands ``pipeline``, ``service``, ``cache``, ``soak``,
     ``fuzz``, ``cleaner``."""
 
     @app.command("infer")
@@ -212,6 +212,21 @@ def register(app: typer.Typer, groups: Groups) -> None:
         from inference.bench import bench_service as run
 
         _echo_json(run(recording, frames=frames, fps=fps, models=models, device=device, gap_ms=gap_ms), as_json)
+
+    @groups.bench.command("cache")
+    def bench_cache(
+        sizes_kb: Annotated[list[int] | None, typer.Option(
+            "--size-kb", min=1, help="Array size to read, KB (repeat the option; default 256 and 2048).")] = None,
+        gaps_ms: Annotated[list[float] | None, typer.Option(
+            "--gap-ms", min=0.0, help="Busy gap before a read, ms (repeat; default 0, 1, 4, 16).")] = None,
+        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Reads per size and gap.")] = 50,
+        as_json: _Json = False,
+    ) -> None:
+        """How long this machine's caches keep a frame's data while infer waits for the next frame."""
+        from inference.bench import bench_cache as run
+
+        _echo_json(run(sizes_kb=tuple(sizes_kb or (256, 2048)), gaps_ms=tuple(gaps_ms or (0.0, 1.0, 4.0, 16.0)),
+                       repeats=repeats), as_json)
 
     @groups.bench.command("soak")
     def bench_soak(

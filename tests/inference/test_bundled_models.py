@@ -58,3 +58,26 @@ def test_bench_service_times_every_stage_with_the_bundled_models() -> None:
     assert per["decode"]["p50"] > 0 and per["encode"]["p50"] > 0 and per["process"]["p50"] < per["total"]["p50"]
     assert {"clean", "window", "nri", "stga"} <= set(d["process_stages_ms"])
     assert d["fps_in_process"] == pytest.approx(1000.0 / per["total"]["mean"], rel=0.01)
+
+
+def test_bench_cache_reports_every_size_and_gap() -> None:
+    """`istrings bench cache` times a read per size and busy gap; the first gap is the reference."""
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "cache", "--size-kb", "64", "--size-kb", "512",
+                        "--gap-ms", "0", "--gap-ms", "2", "--repeats", "5", "--json"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert d["sizes_kb"] == [64, 512] and d["gaps_ms"] == [0.0, 2.0]
+    for kb in ("64", "512"):
+        assert set(d["read_us_p50"][kb]) == {"0", "2"} and min(d["read_us_p50"][kb].values()) > 0
+        assert d["slowdown"][kb]["0"] == 1.0
+        assert d["slowdown"][kb]["2"] == pytest.approx(d["read_us_p50"][kb]["2"] / d["read_us_p50"][kb]["0"], rel=0.02)
+    # a larger array takes longer to read with nothing in between
+    assert d["read_us_p50"]["512"]["0"] > d["read_us_p50"]["64"]["0"]
+
+
+def test_bench_cache_refuses_a_negative_gap() -> None:
+    from inference.bench import BenchError, bench_cache
+
+    with pytest.raises(BenchError, match="gaps"):
+        bench_cache(gaps_ms=(-1.0,))
