@@ -399,8 +399,8 @@ def bench_cache(*, sizes_kb: Sequence[int] = (256, 2048), gaps_ms: Sequence[floa
     idles): what the gap costs is data other processes, or other tenants of a shared machine,
     pushed out of the caches meanwhile. ``slowdown`` is each median over the first gap's (0 by
     default).
-    A frame's work in ``istrings infer`` touches a few hundred KB (three models' weights and
-    buffers, the windows); at 60 fps a frame waits 16 ms.
+    A frame's work in ``istrings infer`` touches about a megabyte (the three bundled models'
+    weights alone are 1.0 MB; their buffers, the windows); at 60 fps a frame waits 16 ms.
     """
     if not sizes_kb or not gaps_ms or repeats < 1 or min(sizes_kb) < 1 or min(gaps_ms) < 0:
         raise BenchError(f"need sizes ≥ 1 KB, gaps ≥ 0 ms and repeats ≥ 1, got {sizes_kb}, {gaps_ms}, {repeats}")
