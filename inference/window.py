@@ -234,7 +234,7 @@ def interpolate(
     ts = np.asarray(times, dtype=np.float64)
     q = np.asarray(at, dtype=np.float64)
     x = np.asarray(joints)
-    # per live frame: in-place minimum/maximum instead of np.clip (the same values, a third less time)
+    # per live frame: minimum/maximum instead of np.clip (the same values, about a quarter less time)
     hi = np.minimum(np.searchsorted(ts, q, side="left"), len(ts) - 1)  # first frame at or after each time
     lo = np.maximum(hi - 1, 0)
     t_lo = ts[lo]
